@@ -1,0 +1,65 @@
+"""Shared fixtures: `backend` runs a test on every backend that can run here.
+
+numpy and array-api-strict always; strict also on its non-default 'device1', which catches any array
+created without `device=`; torch when installed (CI installs it); cupy only with a CUDA device.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from xpnet.backends import get_backend
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def _cuda_device_present() -> bool:
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _make(name: str):
+    if name == "strict-device1":
+        import array_api_strict as xs
+
+        from xpnet.backends.strict import StrictBackend
+
+        return StrictBackend(xs.Device("device1"))
+    return get_backend(name)
+
+
+BACKEND_PARAMS = [
+    pytest.param("numpy"),
+    pytest.param("strict"),
+    pytest.param("strict-device1"),
+    pytest.param("torch", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                                   reason="torch not installed")),
+    pytest.param("cupy", marks=pytest.mark.skipif(not _cuda_device_present(), reason="needs a CUDA GPU")),
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request):
+    return _make(request.param)
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST files beside the checkout; a missing copy fails the test rather than skipping it."""
+    assert (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), f"real MNIST is missing at {SHARED_MNIST}"
+    return SHARED_MNIST
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_env(monkeypatch):
+    monkeypatch.delenv("XPNET_BACKEND", raising=False)
+    os.environ.setdefault("TQDM_DISABLE", "1")

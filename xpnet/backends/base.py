@@ -1,0 +1,65 @@
+"""Backend: which array library computes, on which device, and how data crosses to and from the host."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Backend:
+    """One array library on one device. Subclasses override only what differs for their library.
+
+    The maths in `xpnet.core` never sees this class: it works through `xp`, the library's Array API
+    namespace. Only the edges (moving data in and out, timing, device-side random numbers) use it.
+    """
+
+    name: str = "generic"
+
+    def __init__(self, xp: Any, device: Any, versions: dict[str, str] | None = None) -> None:
+        self.xp = xp
+        self.device = device
+        self.versions = dict(versions or {})
+        # Per-step randomness (dropout). Seeded from the host so a run is reproducible per backend.
+        self._host_rng = np.random.default_rng(0)
+
+    # -- data across the host boundary -------------------------------------------------------
+    def dtype(self, name: str) -> Any:
+        """The library's dtype object for a name such as 'float32'."""
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise TypeError(f"backend {self.name!r} has no dtype {name!r}") from None
+
+    def asarray(self, host: Any, dtype: str | None = None) -> Any:
+        """Copy a host (NumPy) array onto this backend's device."""
+        dt = None if dtype is None else self.dtype(dtype)
+        return self.xp.asarray(np.ascontiguousarray(host), dtype=dt, device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array on the host."""
+        return np.from_dlpack(x)
+
+    # -- timing and randomness ----------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Block until queued device work is done (a no-op on the CPU); call before reading a clock."""
+
+    def seed(self, seed: int) -> None:
+        """Seed the generator behind `uniform` (dropout masks)."""
+        self._host_rng = np.random.default_rng(seed)
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """U[0, 1) samples of `shape` on the device. Default: drawn on the host and copied over."""
+        return self.xp.asarray(self._host_rng.random(shape, dtype=np.float64), dtype=dtype, device=self.device)
+
+    # -- identity -----------------------------------------------------------------------------
+    def same_as(self, other: "Backend") -> bool:
+        return self.name == other.name and str(self.device) == str(other.device)
+
+    def describe_device(self) -> str:
+        return str(self.device)
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} on {self.describe_device()}>"
+
+
+Factory = Callable[[], Backend]

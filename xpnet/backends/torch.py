@@ -1,0 +1,52 @@
+"""PyTorch tensors through array-api-compat (CPU, or CUDA when a device is present)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xpnet.backends.base import Backend
+from xpnet.errors import BackendUnavailable
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, device: Any = None) -> None:
+        try:
+            import array_api_compat.torch as xp_torch
+            import torch
+        except ImportError:
+            raise BackendUnavailable("torch: PyTorch is not installed (pip install torch)") from None
+        self._torch = torch
+        dev = torch.device(device if device is not None else "cpu")
+        super().__init__(xp_torch, dev, {"torch": torch.__version__})
+        self._gen = torch.Generator(device=dev)
+
+    def asarray(self, host: Any, dtype: str | None = None) -> Any:
+        t = self._torch.from_numpy(np.ascontiguousarray(host))
+        if dtype is not None:
+            t = t.to(self.dtype(dtype))
+        return t.to(self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            self._torch.cuda.synchronize(self.device)
+
+    def seed(self, seed: int) -> None:
+        self._gen.manual_seed(seed)
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._torch.rand(shape, generator=self._gen, dtype=dtype, device=self.device)
+
+    def describe_device(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({self._torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
+
+
+def make(device: Any = None) -> TorchBackend:
+    return TorchBackend(device)

@@ -1,0 +1,144 @@
+"""The `xpnet` command line: argument parsing and printing only; the work is in train.py and tasks.py."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from xpnet.errors import XpnetError
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else _positive_float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xpnet.backends import NAMES
+    from xpnet.core.optim import DEFAULT_LR
+    from xpnet.tasks import DEFAULTS
+
+    parser = argparse.ArgumentParser(
+        prog="xpnet", description="Train neural networks written once against the Python Array API, "
+        "on NumPy, CuPy, PyTorch or array-api-strict.",
+        epilog="Examples:  xpnet train mnist   |   xpnet train mnist --backend torch --epochs 3   |   "
+               "xpnet eval --model mnist-mlp.safetensors   |   xpnet info")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,info}")
+    backends = ["auto", *NAMES]
+
+    train = sub.add_parser("train", help="train a built-in problem and save the model",
+                           description="Train a built-in problem: mnist (784-128-64-10 MLP, softmax "
+                           "cross-entropy), housing (synthetic house prices, MSE) or linear (y = 3x).")
+    train.add_argument("task", choices=sorted(DEFAULTS), help="which problem to train")
+    train.add_argument("--model", help="network for the task (mnist/housing: mlp; linear: linear)")
+    train.add_argument("--backend", choices=backends, default=None,
+                       help="array library (default: $XPNET_BACKEND or auto = cupy with a CUDA GPU, else numpy)")
+    train.add_argument("--epochs", type=_positive_int, help="passes over the training data (mnist: 5)")
+    train.add_argument("--batch-size", type=_positive_int, help="samples per step (mnist: 128)")
+    train.add_argument("--optimizer", choices=list(DEFAULT_LR), help="update rule (mnist: adam)")
+    train.add_argument("--lr", type=_positive_float, help="learning rate (default depends on task and optimizer)")
+    train.add_argument("--weight-decay", type=_nonnegative_float, default=0.0,
+                       help="L2 penalty (decoupled for adamw; default 0, adamw 0.01)")
+    train.add_argument("--schedule", choices=["constant", "step", "cosine"],
+                       help="learning-rate schedule over the run (mnist: cosine; step: x0.1 after each third)")
+    train.add_argument("--seed", type=int, default=0, help="seed for initial weights, shuffling and dropout")
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="floating-point precision")
+    train.add_argument("--data-dir", help="where MNIST is cached (default: $XPNET_DATA_DIR or the user cache dir)")
+    train.add_argument("--save", metavar="FILE", help="model file to write (default: TASK-MODEL.safetensors)")
+    train.add_argument("--no-save", action="store_true", help="do not write a model file")
+    train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint there after every epoch")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                       help="stop when the test loss has not improved for PATIENCE epochs")
+    train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+
+    ev = sub.add_parser("eval", help="evaluate a saved model on its task's test data",
+                        description="Load a model file written by `xpnet train` and report its test metrics.")
+    ev.add_argument("--model", required=True, metavar="FILE", help="a .safetensors file from `xpnet train`")
+    ev.add_argument("--backend", choices=backends, default=None, help="array library to evaluate on")
+    ev.add_argument("--data-dir", help="where MNIST is cached")
+    ev.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+
+    sub.add_parser("info", help="list the backends: available or not and why, versions, devices",
+                   description="Show which array backends can run here, their library versions and devices.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from xpnet.commands.train_cmd import run_train
+
+            return run_train(args)
+        if args.command == "eval":
+            from xpnet.commands.eval_cmd import run_eval
+
+            return run_eval(args)
+        return run_info()
+    except (XpnetError, ValueError, OSError) as exc:
+        if os.environ.get("XPNET_DEBUG"):
+            raise
+        print(f"xpnet: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def run_info() -> int:
+    from xpnet import __version__
+    from xpnet.backends import backend_status
+
+    print(f"xpnet {__version__} on Python {platform.python_version()} ({platform.machine()}, {os.cpu_count()} CPUs)")
+    for s in backend_status():
+        if s.available:
+            versions = ", ".join(f"{k} {v}" for k, v in s.versions.items())
+            print(f"  {s.name:<7} available  device {s.device}  ({versions})")
+        else:
+            print(f"  {s.name:<7} unavailable: {s.reason}")
+    return 0
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    from xpnet.io.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def versions(backend_versions: dict[str, str]) -> dict[str, str]:
+    from xpnet import __version__
+
+    return {"xpnet": __version__, "python": platform.python_version(), **backend_versions}

@@ -1,0 +1,1 @@
+"""One module per `xpnet` subcommand: set up, run, print."""

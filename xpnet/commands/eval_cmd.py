@@ -1,0 +1,26 @@
+"""`xpnet eval --model FILE`: load a saved model on any backend and report its test metrics."""
+from __future__ import annotations
+
+import argparse
+
+from xpnet.backends import get_backend
+from xpnet.cli import versions, write_json
+from xpnet.io.checkpoint import load_model
+from xpnet.tasks import test_data_for
+from xpnet.train import evaluate
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    backend = get_backend(args.backend)
+    model, metadata = load_model(args.model, backend)
+    x, y, loss = test_data_for(metadata, backend, model.dtype, args.data_dir)
+    metrics = evaluate(model, loss, x, y)
+    shown = "  ".join(f"{k} {v:.2%}" if k == "accuracy" else f"{k} {v:.4g}" for k, v in metrics.items())
+    print(f"xpnet: {args.model} ({metadata.get('task')}) on {backend.name} [{backend.describe_device()}], "
+          f"{x.shape[0]:,} test samples: {shown}")
+    if args.json:
+        write_json(args.json, {"model_file": str(args.model), "task": metadata.get("task"), "backend": backend.name,
+                               "device": backend.describe_device(), "dtype": model.dtype,
+                               "versions": versions(backend.versions),
+                               "metrics": {f"test_{k}": v for k, v in metrics.items()}})
+    return 0

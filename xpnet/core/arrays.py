@@ -1,0 +1,49 @@
+"""Small helpers every layer uses: the namespace of an array, dtype names, and input checks that name the
+problem. Checks read only shapes and dtypes, never values, so they cost no device synchronisation."""
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from xpnet.errors import DTypeError, ShapeError
+
+FLOAT_NAMES = ("float16", "float32", "float64")
+DTYPE_NAMES = FLOAT_NAMES + ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
+
+
+def namespace(*arrays: Any) -> Any:
+    """The Array API namespace shared by `arrays` (NumPy through array-api-compat, torch, strict, ...)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def dtype_name(xp: Any, dtype: Any) -> str:
+    """'float32' for the float32 of any library; the library's own spelling if it is none of ours."""
+    for name in DTYPE_NAMES:
+        if getattr(xp, name, None) == dtype:
+            return name
+    return str(dtype)
+
+
+def is_writeable(x: Any) -> bool:
+    return array_api_compat.is_writeable_array(x)
+
+
+def check_matrix_input(layer: str, x: Any, width: int, dtype: Any) -> None:
+    """Raise a message naming `layer` unless x is (batch, width) with the layer's floating dtype."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise DTypeError(f"{layer} expects an array, got {type(x).__name__}")
+    if len(shape) != 2:
+        raise ShapeError(f"{layer} expects input of shape (batch, {width}), got {tuple(shape)} "
+                         f"(flatten images first, e.g. reshape to (batch, {width}))")
+    if shape[1] != width:
+        raise ShapeError(f"{layer} expects input width {width}, got {shape[1]} (input shape {tuple(shape)})")
+    if x.dtype != dtype:
+        xp = namespace(x)
+        got, want = dtype_name(xp, x.dtype), dtype_name(xp, dtype)
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise DTypeError(f"{layer} expects floating-point input ({want}), got {got}; "
+                             f"convert it, e.g. xp.astype(x, xp.{want}) / 255 for pixels")
+        raise DTypeError(f"{layer} has {want} weights but got {got} input; convert the input to {want} "
+                         f"or move the model with model.to(backend, dtype='{got}')")

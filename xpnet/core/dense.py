@@ -1,0 +1,42 @@
+"""Dense: y = x @ W + b, and its backward."""
+from __future__ import annotations
+
+from typing import Any
+
+from xpnet.core.arrays import check_matrix_input, namespace
+from xpnet.core.init import initial_weight, zeros
+from xpnet.core.module import Module, Parameter
+
+
+class Dense(Module):
+    """Fully connected layer. x: (batch, in_features) -> (batch, out_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "glorot",
+                 dtype: str = "float32", rng: Any = None) -> None:
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Dense sizes must be positive, got ({in_features}, {out_features})")
+        self.in_features, self.out_features, self.init = in_features, out_features, init
+        self.weight = Parameter(initial_weight(init, in_features, out_features, dtype, rng))
+        self.bias = Parameter(zeros((out_features,), dtype)) if bias else None
+        self._x: Any = None
+
+    def forward(self, x: Any) -> Any:
+        w = self.weight.value
+        check_matrix_input(repr(self), x, self.in_features, w.dtype)
+        self._x = x
+        y = x @ w
+        return y + self.bias.value if self.bias is not None else y
+
+    def backward(self, dy: Any) -> Any:
+        self.weight.accumulate(self._x.mT @ dy)
+        if self.bias is not None:
+            self.bias.accumulate(namespace(dy).sum(dy, axis=0))
+        return dy @ self.weight.value.mT
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "init": self.init}
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features})"
+

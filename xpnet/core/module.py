@@ -1,0 +1,189 @@
+"""Parameter, Module and Sequential: the bookkeeping every layer shares.
+
+A Module's `forward(x)` keeps exactly what its `backward(dy)` needs; `backward` returns dL/dx and adds
+dL/dparam into each Parameter's `grad`. No autograd tape: the network is a list, so the chain rule is a
+loop over it in reverse.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from xpnet.backends import Backend, backend_for, get_backend
+from xpnet.core.arrays import dtype_name, namespace
+from xpnet.errors import CheckpointError
+
+_registry: dict[str, type["Module"]] = {}
+
+
+class Parameter:
+    """A trainable array and the gradient accumulated into it since the last `zero_grad`."""
+
+    __slots__ = ("value", "grad")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.grad: Any = None
+
+    def accumulate(self, g: Any) -> None:
+        # The first contribution is stored as-is: no zero-filled buffer, no extra pass per step.
+        self.grad = g if self.grad is None else self.grad + g
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+
+class Module:
+    """Base class: a layer or a network. Subclasses define forward, backward and config."""
+
+    training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _registry[cls.__name__] = cls  # so a saved config can name the class to rebuild
+
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module (weights excluded)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- parameters ----------------------------------------------------------------------------
+    def children(self) -> list[tuple[str, "Module"]]:
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for key, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + key, value
+        for key, child in self.children():
+            yield from child.named_parameters(f"{prefix}{key}.")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> "Module":
+        self.training = mode
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    # -- where the parameters live -------------------------------------------------------------
+    @property
+    def backend(self) -> Backend | None:
+        params = self.parameters()
+        return backend_for(params[0].value) if params else None
+
+    @property
+    def dtype(self) -> str | None:
+        params = self.parameters()
+        return dtype_name(namespace(params[0].value), params[0].value.dtype) if params else None
+
+    def to(self, backend: str | Backend, dtype: str | None = None) -> "Module":
+        """Move every parameter to `backend` (and cast to `dtype`); a no-op when already there."""
+        target = get_backend(backend)
+        dtype = dtype or self.dtype
+        current = self.backend
+        if current is not None and current.same_as(target) and dtype == self.dtype:
+            return self
+        for p in self.parameters():
+            host = backend_for(p.value).to_numpy(p.value)
+            p.value = target.asarray(host, dtype)
+            p.grad = None
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """name -> parameter array (on its device); names are stable across backends."""
+        return {name: p.value for name, p in self.named_parameters()}
+
+    def load_state_dict(self, arrays: dict[str, Any]) -> None:
+        """Copy host arrays into the parameters, checking names, shapes and dtypes first."""
+        own = dict(self.named_parameters())
+        missing, extra = sorted(set(own) - set(arrays)), sorted(set(arrays) - set(own))
+        if missing or extra:
+            raise CheckpointError(f"parameter names differ: missing {missing}, unexpected {extra}")
+        backend, dtype = self.backend, self.dtype
+        for name, p in own.items():
+            got = tuple(arrays[name].shape)
+            if got != p.shape:
+                raise CheckpointError(f"parameter {name!r} has shape {got} in the file but {p.shape} in the model")
+            got_dtype = dtype_name(namespace(arrays[name]), arrays[name].dtype)
+            if got_dtype != dtype:
+                raise CheckpointError(f"parameter {name!r} is {got_dtype} in the file but the model is {dtype}")
+        for name, p in own.items():
+            p.value = backend.asarray(arrays[name], dtype)
+            p.grad = None
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse."""
+
+    def __init__(self, layers: Sequence[Module]) -> None:
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential item {i} is {type(layer).__name__}, not a Module")
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: Any) -> Any:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [module_config(layer) for layer in self.layers]}
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"
+
+
+def module_config(module: Module) -> dict[str, Any]:
+    """{'type': class name, **constructor arguments}: JSON-able, rebuilt by `module_from_config`."""
+    return {"type": type(module).__name__, **module.config()}
+
+
+def module_from_config(cfg: dict[str, Any]) -> Module:
+    """Rebuild a module (with fresh weights) from `module_config` output. Names only known classes."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    cls = _registry.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise CheckpointError(f"unknown layer type {kind!r} in model config")
+    if cls is Sequential:
+        return Sequential([module_from_config(c) for c in cfg["layers"]])
+    try:
+        return cls(**cfg)
+    except TypeError as exc:
+        raise CheckpointError(f"bad arguments for {kind} in model config: {exc}") from None

@@ -1,0 +1,44 @@
+"""Checks on a whole dataset, done once before training: each failure names what is wrong."""
+from __future__ import annotations
+
+from typing import Any
+
+from xpnet.backends import Backend, backend_for
+from xpnet.core.arrays import dtype_name
+from xpnet.errors import DataError, DTypeError, ShapeError
+
+
+def to_backend(backend: Backend, a: Any) -> Any:
+    """`a` on `backend`, copied through the host only if it lives elsewhere (labels as NumPy, say)."""
+    if backend_for(a).same_as(backend):
+        return a
+    return backend.asarray(backend_for(a).to_numpy(a))
+
+
+def check_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
+    """x as a floating array of `dtype` on `backend`; refuses integers, empty sets and NaN/inf."""
+    xp = backend.xp
+    x = to_backend(backend, x)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"{what} inputs are empty (shape {tuple(x.shape)})")
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise DTypeError(f"{what} inputs are {dtype_name(xp, x.dtype)}; the model needs floating-point inputs "
+                         f"({dtype}) - convert them first (for pixels: x.astype('{dtype}') / 255)")
+    if dtype_name(xp, x.dtype) != dtype:
+        x = xp.astype(x, backend.dtype(dtype))
+    finite = xp.all(xp.isfinite(x), axis=tuple(range(1, x.ndim))) if x.ndim > 1 else xp.isfinite(x)
+    if not bool(xp.all(finite)):
+        first = int(xp.argmax(xp.astype(~finite, xp.int32)))
+        raise DataError(f"{what} inputs contain NaN or inf (first in row {first}); clean or impute them before training")
+    return x
+
+
+def check_targets(backend: Backend, y: Any, n: int, what: str) -> Any:
+    """y on `backend` with one row per input row."""
+    y = to_backend(backend, y)
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ShapeError(f"{what} has {n} inputs but {y.shape[0] if y.ndim else 0} targets (shape {tuple(y.shape)})")
+    xp = backend.xp
+    if xp.isdtype(y.dtype, "real floating") and not bool(xp.all(xp.isfinite(y))):
+        raise DataError(f"{what} targets contain NaN or inf")
+    return y

@@ -1,0 +1,33 @@
+"""Errors a user can cause and fix. The CLI prints their message on one line and exits with code 2.
+
+This module is a leaf: every layer of xpnet may import it, and it imports nothing of xpnet.
+"""
+from __future__ import annotations
+
+
+class XpnetError(Exception):
+    """Base class: something the caller gave us is wrong, and the message says what."""
+
+
+class ShapeError(XpnetError, ValueError):
+    """An array has the wrong number of dimensions or the wrong size along one."""
+
+
+class DTypeError(XpnetError, TypeError):
+    """An array has a dtype the operation cannot use (integers into Dense, float64 into a float32 model)."""
+
+
+class DataError(XpnetError, ValueError):
+    """Data is missing, corrupt, truncated, fails its checksum, or holds NaN/inf or out-of-range labels."""
+
+
+class CheckpointError(XpnetError, ValueError):
+    """A model or checkpoint file is unreadable, unsafe, or does not match the model."""
+
+
+class BackendUnavailable(XpnetError, RuntimeError):
+    """The requested array backend is unknown or cannot run on this machine."""
+
+
+class NotDifferentiableError(XpnetError, RuntimeError):
+    """backward was asked of a layer with no useful gradient (Step)."""

@@ -1,0 +1,80 @@
+"""Models and training checkpoints on disk, loadable on any backend, never running code.
+
+A model file holds the weights (safetensors) and, in its header, the architecture as a JSON config, the
+dtype and free-form metadata (task, preprocessing), so `load_model` rebuilds it with no Python code of
+the user's. A checkpoint adds the optimizer state and the counters needed to resume.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from xpnet.backends import Backend, backend_for, get_backend
+from xpnet.core.module import Module, module_config, module_from_config
+from xpnet.core.optim import Optimizer
+from xpnet.errors import CheckpointError
+from xpnet.io.safetensors_file import read_safetensors, write_safetensors
+
+FORMAT = "xpnet-1"
+
+
+def _host_arrays(arrays: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    return {prefix + k: backend_for(v).to_numpy(v) for k, v in arrays.items()}
+
+
+def save_model(path: str | os.PathLike, model: Module, metadata: dict[str, Any] | None = None) -> Path:
+    """Write `model` (architecture, weights, dtype) and JSON-able `metadata` atomically to `path`."""
+    meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "metadata": metadata or {}}
+    return write_safetensors(path, _host_arrays(model.state_dict()), meta)
+
+
+def _check_format(path: Any, meta: dict[str, Any]) -> None:
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: a safetensors file, but not one written by xpnet (no model config)")
+
+
+def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy") -> tuple[Module, dict[str, Any]]:
+    """(model on `backend`, metadata) from a file written by save_model or save_checkpoint."""
+    arrays, meta = read_safetensors(path)
+    _check_format(path, meta)
+    model = module_from_config(meta["config"]).to(get_backend(backend), dtype=meta.get("dtype") or "float32")
+    if any(k.startswith("model.") for k in arrays):  # a checkpoint: take only the model's arrays
+        arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    model.load_state_dict(arrays)
+    return model, meta.get("metadata", {})
+
+
+def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Optimizer, epoch: int,
+                    state: dict[str, Any]) -> Path:
+    """Write checkpoint `epoch-NNNN.safetensors` into `directory`: model, optimizer state, counters, `state`."""
+    arrays = {**_host_arrays(model.state_dict(), "model."), **_host_arrays(optimizer.state_arrays(), "optim.")}
+    meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "epoch": epoch,
+            "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
+                          **optimizer.hyperparameters()},
+            "state": state, "metadata": {}}
+    return write_safetensors(Path(directory) / f"epoch-{epoch:04d}.safetensors", arrays, meta)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint of the highest epoch in `directory`, or None if there is none."""
+    found = sorted(p for p in Path(directory).glob("epoch-*.safetensors") if re.fullmatch(r"epoch-\d+\.safetensors", p.name))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer) -> dict[str, Any]:
+    """Restore model and optimizer in place from `path`; return the checkpoint's metadata (epoch, state)."""
+    arrays, meta = read_safetensors(path)
+    _check_format(path, meta)
+    opt = meta.get("optimizer", {})
+    if opt.get("type") != type(optimizer).__name__:
+        raise CheckpointError(f"{path}: checkpoint was written with optimizer {opt.get('type')}, "
+                              f"but this run uses {type(optimizer).__name__}")
+    if meta.get("dtype") != model.dtype:
+        raise CheckpointError(f"{path}: checkpoint dtype is {meta.get('dtype')}, the model's is {model.dtype}")
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    backend, dtype = model.backend, model.dtype
+    optim_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
+    optimizer.load_state_arrays(optim_arrays, int(opt.get("steps", 0)), lambda a: backend.asarray(a, dtype))
+    return meta

@@ -1,0 +1,63 @@
+"""Reading and writing the safetensors format: a JSON header and raw little-endian arrays, nothing that
+can run code. The header is parsed here with `json`, so a file that is not safetensors (a pickle renamed,
+a truncated download) is refused with a message rather than half-read."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load as _load_tensors
+from safetensors.numpy import save as _save_tensors
+
+from xpnet.errors import CheckpointError
+from xpnet.io.atomic import atomic_write_bytes
+
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
+    """Atomically write host arrays plus JSON-able metadata (stored as one JSON string per key)."""
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    data = _save_tensors({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta)
+    return atomic_write_bytes(path, data)
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, metadata) from a file written by `write_safetensors`; CheckpointError if it is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+    header = _parse_header(path, data)
+    try:
+        arrays = _load_tensors(data)
+    except Exception as exc:  # safetensors raises its own error type for every kind of damage
+        raise CheckpointError(f"{path}: corrupt safetensors data ({exc})") from None
+    raw_meta = header.get("__metadata__") or {}
+    try:
+        metadata = {k: json.loads(v) for k, v in raw_meta.items()}
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: unreadable xpnet metadata in the header") from None
+    return arrays, metadata
+
+
+def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: not an xpnet model file (only {len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise CheckpointError(f"{path}: not a safetensors file (bad header length; a pickle or a truncated file?)")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
+    return header
