@@ -111,3 +111,27 @@ class _WrongTanh(xn.Tanh):
 def test_gradcheck_catches_a_wrong_backward(backend):
     (r,) = gradcheck_module(_WrongTanh(), _inputs(backend, (3, 5)))
     assert r.max_rel_error > 1e-2
+
+
+def test_training_backward_skips_only_what_nobody_reads(backend):
+    """need_dx=False gives the same parameter gradients, returns no dx, and leaves custom layers alone."""
+
+    class Plain(xn.Module):  # a user's layer that knows nothing of need_dx
+        def forward(self, x):
+            return x * 2.0
+
+        def backward(self, dy):
+            return dy * 2.0
+
+    def grads(need_dx):
+        model = xn.Sequential([Plain(), xn.Dense(5, 4, dtype="float64", rng=np.random.default_rng(1)), xn.Tanh(),
+                               xn.Dense(4, 2, dtype="float64", rng=np.random.default_rng(2))]).to(backend)
+        model.forward(_inputs(backend, (3, 5)))
+        dx = model.backward(_inputs(backend, (3, 2), seed=3), need_dx=need_dx)
+        return dx, [backend.to_numpy(p.grad) for p in model.parameters()]
+
+    dx_full, full = grads(True)
+    dx_none, skipped = grads(False)
+    assert dx_none is None and tuple(dx_full.shape) == (3, 5)
+    for a, b in zip(full, skipped):
+        np.testing.assert_array_equal(a, b)

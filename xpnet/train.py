@@ -45,7 +45,8 @@ def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any) 
     """One forward, backward and update on a batch; returns the batch loss as a 0-d device array."""
     optimizer.zero_grad()
     value = loss.forward(model.forward(x), y)
-    model.backward(loss.backward())
+    grad = loss.backward()
+    model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
     optimizer.step()
     return value
 

@@ -11,6 +11,8 @@ from xpnet.core.module import Module, Parameter
 class Dense(Module):
     """Fully connected layer. x: (batch, in_features) -> (batch, out_features)."""
 
+    skips_dx = True
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "glorot",
                  dtype: str = "float32", rng: Any = None) -> None:
         if in_features < 1 or out_features < 1:
@@ -27,11 +29,12 @@ class Dense(Module):
         y = x @ w
         return y + self.bias.value if self.bias is not None else y
 
-    def backward(self, dy: Any) -> Any:
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
         self.weight.accumulate(self._x.mT @ dy)
         if self.bias is not None:
             self.bias.accumulate(namespace(dy).sum(dy, axis=0))
-        return dy @ self.weight.value.mT
+        # The first layer's dx is a third of the MLP's backward FLOPs and nobody reads it when x is data.
+        return dy @ self.weight.value.mT if need_dx else None
 
     def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,

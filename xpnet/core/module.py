@@ -37,6 +37,8 @@ class Module:
     """Base class: a layer or a network. Subclasses define forward, backward and config."""
 
     training: bool = True
+    # True when backward also takes need_dx=False and then skips computing dL/dx (Dense, Sequential).
+    skips_dx: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -46,6 +48,8 @@ class Module:
         raise NotImplementedError
 
     def backward(self, dy: Any) -> Any:
+        """dL/dx from dL/dy, adding dL/dparam into each Parameter's grad. Modules that set `skips_dx`
+        also take `need_dx=False` and then skip dL/dx, which nobody reads when the input is data."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -136,6 +140,8 @@ class Module:
 class Sequential(Module):
     """Layers applied in order; backward runs them in reverse."""
 
+    skips_dx = True
+
     def __init__(self, layers: Sequence[Module]) -> None:
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
@@ -150,10 +156,21 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy: Any) -> Any:
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """With need_dx=False, layers before the first one with parameters are not back-propagated at all,
+        and that one skips its own dL/dx: training on data needs neither."""
+        stop = 0 if need_dx else self._first_trainable()
+        for i in range(len(self.layers) - 1, stop - 1, -1):
+            layer = self.layers[i]
+            skip = i == stop and not need_dx and layer.skips_dx
+            dy = layer.backward(dy, need_dx=False) if skip else layer.backward(dy)
+        return dy if need_dx else None
+
+    def _first_trainable(self) -> int:
+        for i, layer in enumerate(self.layers):
+            if layer.parameters():
+                return i
+        return len(self.layers)
 
     def config(self) -> dict[str, Any]:
         return {"layers": [module_config(layer) for layer in self.layers]}
