@@ -1,6 +1,8 @@
 """Model files load on any backend; checkpoints resume exactly; writes are atomic."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,8 @@ def test_model_saved_on_one_backend_loads_on_every_other(backend, tmp_path):
     expected = backend.to_numpy(model.forward(backend.asarray(x_host, "float64")))
     weights = {k: backend.to_numpy(v) for k, v in model.state_dict().items()}
     path = xn.save_model(tmp_path / "m.safetensors", model, {"note": "hello"})
-    for target in ("numpy", "strict"):
+    targets = ["numpy", "strict"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    for target in targets:
         loaded, meta = xn.load_model(path, target)
         assert meta == {"note": "hello"} and loaded.dtype == "float64"
         assert loaded.backend.name == target

@@ -1,12 +1,25 @@
-"""The architecture rules: no GPU library on import, and core/models speak only the Array API."""
+"""The architecture rules: no GPU library on import, core/models speak only the Array API, imports point down."""
 from __future__ import annotations
 
-import re
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xpnet"
+ARRAY_LIBRARIES = {"numpy", "cupy", "torch", "jax", "array_api_strict"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, as dotted names ('from xpnet import core' gives 'xpnet.core')."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
 
 
 def test_import_xpnet_loads_neither_cupy_nor_torch():
@@ -16,14 +29,29 @@ def test_import_xpnet_loads_neither_cupy_nor_torch():
 
 
 def test_core_and_models_import_no_array_library():
-    pattern = re.compile(r"^\s*(import|from)\s+(numpy|cupy|torch|jax|array_api_strict)\b", re.M)
-    offenders = [f"{path.relative_to(PACKAGE.parent)}: {m.group(0).strip()}"
-                 for folder in ("core", "models") for path in (PACKAGE / folder).rglob("*.py")
-                 for m in pattern.finditer(path.read_text())]
+    offenders = [f"{path.relative_to(PACKAGE)}: {name}" for folder in ("core", "models")
+                 for path in (PACKAGE / folder).rglob("*.py") for name in _imports(path)
+                 if name.split(".")[0] in ARRAY_LIBRARIES]
     assert offenders == []
 
 
-def test_backends_never_import_core():
-    pattern = re.compile(r"^\s*(import|from)\s+xpnet\.(core|models|train|io|data|cli)\b", re.M)
-    offenders = [str(p) for p in (PACKAGE / "backends").rglob("*.py") if pattern.search(p.read_text())]
+def test_backends_import_nothing_above_them():
+    above = ("xpnet.core", "xpnet.models", "xpnet.train", "xpnet.io", "xpnet.data", "xpnet.cli", "xpnet.bench",
+             "xpnet.commands", "xpnet.tasks")
+    offenders = [f"{p.relative_to(PACKAGE)}: {n}" for p in (PACKAGE / "backends").rglob("*.py")
+                 for n in _imports(p) if n.startswith(above)]
     assert offenders == []
+
+
+def test_core_imports_nothing_above_it():
+    above = ("xpnet.models", "xpnet.train", "xpnet.io", "xpnet.data", "xpnet.cli", "xpnet.bench",
+             "xpnet.commands", "xpnet.tasks")
+    offenders = [f"{p.relative_to(PACKAGE)}: {n}" for p in (PACKAGE / "core").rglob("*.py")
+                 for n in _imports(p) if n.startswith(above)]
+    assert offenders == []
+
+
+def test_the_layering_check_catches_a_violation(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os, torch\nfrom xpnet import core\n")
+    assert {"torch", "xpnet.core"} <= _imports(bad)

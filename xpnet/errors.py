@@ -31,3 +31,7 @@ class BackendUnavailable(XpnetError, RuntimeError):
 
 class NotDifferentiableError(XpnetError, RuntimeError):
     """backward was asked of a layer with no useful gradient (Step)."""
+
+
+class DivergedError(XpnetError, ArithmeticError):
+    """Training produced a NaN or infinite loss."""

@@ -6,10 +6,12 @@
 """
 from __future__ import annotations
 
+import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -21,6 +23,7 @@ from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, iterate_batches, num_batches
 from xpnet.data.validate import check_inputs, check_targets
+from xpnet.errors import DivergedError
 from xpnet.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
@@ -111,28 +114,42 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
         history, start = _resume(Path(checkpoint_dir), model, optimizer, callbacks)
 
     model.train()
-    for epoch in range(start, epochs + 1):
-        backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch, so a resumed run repeats it
-        train_loss, seconds = _train_epoch(backend, model, loss, optimizer, x, y, batch_size,
-                                           epoch_order(x.shape[0], seed, epoch, shuffle), progress,
-                                           f"epoch {epoch}/{epochs}")
-        logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
-                                "samples_per_second": x.shape[0] / seconds, "seconds": seconds}
-        if val is not None:
-            metrics = evaluate(model, loss, val[0], val[1], eval_batch_size)
-            logs.update({f"{validation_prefix}_{k}": v for k, v in metrics.items()})
-        history.epochs.append(logs)
-        stop = [bool(cb.on_epoch_end(epoch, logs)) for cb in callbacks]
-        if checkpoint_dir is not None:
-            state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks]}
-            save_checkpoint(checkpoint_dir, model, optimizer, epoch, state)
-        if any(stop):
-            history.stopped_early = True
-            break
+    with _labels_checked(loss):  # every label was checked once above; no device read per batch
+        for epoch in range(start, epochs + 1):
+            backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch, so a resumed run repeats it
+            train_loss, seconds = train_epoch(backend, model, loss, optimizer, x, y, batch_size,
+                                              epoch_order(x.shape[0], seed, epoch, shuffle), progress,
+                                              f"epoch {epoch}/{epochs}")
+            logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
+                                    "samples_per_second": x.shape[0] / seconds, "seconds": seconds}
+            if val is not None:
+                metrics = evaluate(model, loss, val[0], val[1], eval_batch_size)
+                logs.update({f"{validation_prefix}_{k}": v for k, v in metrics.items()})
+            history.epochs.append(logs)
+            stop = [bool(cb.on_epoch_end(epoch, logs)) for cb in callbacks]
+            if checkpoint_dir is not None:
+                state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks]}
+                save_checkpoint(checkpoint_dir, model, optimizer, epoch, state)
+            if any(stop):
+                history.stopped_early = True
+                break
     return history
 
 
-def _train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+@contextmanager
+def _labels_checked(loss: Loss) -> Iterator[None]:
+    """Turn off a loss's per-batch label check for the duration (fit has checked the whole set)."""
+    before = getattr(loss, "check_labels", None)
+    if before is not None:
+        loss.check_labels = False
+    try:
+        yield
+    finally:
+        if before is not None:
+            loss.check_labels = before
+
+
+def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
                  batch_size: int, order: Any, progress: bool, desc: str) -> tuple[float, float]:
     """One pass over the data; returns (mean training loss, seconds spent training)."""
     n = x.shape[0]
@@ -155,6 +172,9 @@ def _train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimiz
     mean_loss = float(total) / seen
     bar.set_postfix(loss=f"{mean_loss:.4f}")
     bar.close()
+    if not math.isfinite(mean_loss):
+        raise DivergedError(f"training diverged: the mean loss of {desc or 'the epoch'} is {mean_loss}; "
+                            f"lower the learning rate (the weights are not saved)")
     return mean_loss, seconds
 
 
@@ -174,4 +194,4 @@ def _resume(directory: Path, model: Module, optimizer: Optimizer, callbacks: lis
     return History(list(state.get("history", []))), int(meta["epoch"]) + 1
 
 
-__all__ = ["History", "evaluate", "fit", "num_batches", "predict", "train_step"]
+__all__ = ["History", "evaluate", "fit", "num_batches", "predict", "train_epoch", "train_step"]

@@ -29,6 +29,9 @@ def _make(name: str) -> Backend:
 
 def _on_device(name: str, device: Any) -> Backend:
     # One object per (library, device), so its random generator advances instead of restarting.
+    default = _cache.get(name)
+    if default is not None and str(default.device) == str(device):
+        return default
     key = f"{name}@{device}"
     if key not in _cache:
         _cache[key] = importlib.import_module(f"xpnet.backends.{name}").make(device)
@@ -84,13 +87,16 @@ def backend_for(x: Any) -> Backend:
     if compat.is_numpy_array(x):
         return _make("numpy")
     if compat.is_torch_array(x):
-        return _make("torch") if x.device.type == "cpu" else _on_device("torch", x.device)
+        return _on_device("torch", x.device)
     if compat.is_cupy_array(x):
-        return _make("cupy")
+        return _on_device("cupy", x.device.id)
     if compat.is_array_api_strict_namespace(compat.array_namespace(x)):
         return _make("strict") if str(x.device) == str(_make("strict").device) else _on_device("strict", x.device)
     try:
         xp = compat.array_namespace(x)
     except TypeError:
         raise BackendUnavailable(f"expected an array of an Array API library, got {type(x).__name__}") from None
-    return Backend(xp, compat.device(x), {})
+    key = f"{xp.__name__}@{compat.device(x)}"
+    if key not in _cache:
+        _cache[key] = Backend(xp, compat.device(x), {})
+    return _cache[key]

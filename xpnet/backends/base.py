@@ -31,9 +31,9 @@ class Backend:
             raise TypeError(f"backend {self.name!r} has no dtype {name!r}") from None
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
-        """Copy a host (NumPy) array onto this backend's device."""
+        """A copy of a host (NumPy) array on this backend's device; never shares memory with `host`."""
         dt = None if dtype is None else self.dtype(dtype)
-        return self.xp.asarray(np.ascontiguousarray(host), dtype=dt, device=self.device)
+        return self.xp.asarray(np.ascontiguousarray(host), dtype=dt, device=self.device, copy=True)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy an array of this backend to a NumPy array on the host."""

@@ -28,7 +28,8 @@ def _import_cupy() -> Any:
 class CupyBackend(Backend):
     name = "cupy"
 
-    def __init__(self, device_id: int = 0) -> None:
+    def __init__(self, device_id: Any = 0) -> None:
+        device_id = int(getattr(device_id, "id", device_id))
         cupy = _import_cupy()
         import array_api_compat.cupy as xp_cupy
 
@@ -38,7 +39,8 @@ class CupyBackend(Backend):
         versions = {"cupy": cupy.__version__, "cuda_runtime": str(cupy.cuda.runtime.runtimeGetVersion()),
                     "cuda_driver": str(cupy.cuda.runtime.driverGetVersion())}
         super().__init__(xp_cupy, dev, versions)
-        self._gen = cupy.random.default_rng(0)
+        with dev:
+            self._gen = cupy.random.default_rng(0)
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         a = np.ascontiguousarray(host)
@@ -52,15 +54,17 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
 
     def seed(self, seed: int) -> None:
-        self._gen = self._cupy.random.default_rng(seed)
+        with self.device:
+            self._gen = self._cupy.random.default_rng(seed)
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        return self._gen.random(shape, dtype=dtype)
+        with self.device:
+            return self._gen.random(shape, dtype=dtype)
 
     def describe_device(self) -> str:
         props = self._cupy.cuda.runtime.getDeviceProperties(self.device.id)
         return f"cuda:{self.device.id} ({props['name'].decode()})"
 
 
-def make(device_id: int = 0) -> CupyBackend:
+def make(device_id: Any = 0) -> CupyBackend:
     return CupyBackend(device_id)

@@ -19,15 +19,15 @@ class TorchBackend(Backend):
         except ImportError:
             raise BackendUnavailable("torch: PyTorch is not installed (pip install torch)") from None
         self._torch = torch
-        dev = torch.device(device if device is not None else "cpu")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = torch.device(device)
         super().__init__(xp_torch, dev, {"torch": torch.__version__})
         self._gen = torch.Generator(device=dev)
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
-        t = self._torch.from_numpy(np.ascontiguousarray(host))
-        if dtype is not None:
-            t = t.to(self.dtype(dtype))
-        return t.to(self.device)
+        dt = None if dtype is None else self.dtype(dtype)
+        return self._torch.tensor(np.ascontiguousarray(host), dtype=dt, device=self.device)  # always a copy
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()

@@ -58,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     problem = build_problem(args.task, backend, model_name, args.dtype, args.seed, args.data_dir, progress)
     steps = epochs * num_batches(problem.train[0].shape[0], batch_size)
     lr = args.lr if args.lr is not None else (d.lr if optimizer_name == d.optimizer else None)
-    weight_decay = args.weight_decay if args.weight_decay or optimizer_name != "adamw" else 0.01
+    weight_decay = args.weight_decay if args.weight_decay is not None else (0.01 if optimizer_name == "adamw" else 0.0)
     optimizer = make_optimizer(optimizer_name, problem.model.parameters(), lr, weight_decay,
                                _schedule(args.schedule or d.schedule, steps))
     print(f"xpnet: training {args.task} ({model_name}) on {backend.name} [{backend.describe_device()}], "

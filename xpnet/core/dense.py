@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.core.arrays import check_matrix_input, namespace
+from xpnet.core.arrays import check_matrix_input, is_writeable, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 
@@ -27,7 +27,12 @@ class Dense(Module):
         check_matrix_input(repr(self), x, self.in_features, w.dtype)
         self._x = x
         y = x @ w
-        return y + self.bias.value if self.bias is not None else y
+        if self.bias is None:
+            return y
+        if is_writeable(y):  # y is ours, fresh from the matmul: add in place, no second (batch, out) array
+            y += self.bias.value
+            return y
+        return y + self.bias.value
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         self.weight.accumulate(self._x.mT @ dy)

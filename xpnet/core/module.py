@@ -15,6 +15,14 @@ from xpnet.errors import CheckpointError
 _registry: dict[str, type["Module"]] = {}
 
 
+def type_key(cls: type) -> str:
+    """xpnet's own layers by bare name ('Dense'); anyone else's by module and name, so a user's class
+    called ReLU can never stand in for xpnet's when a file is loaded."""
+    if cls.__module__.startswith("xpnet."):
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class Parameter:
     """A trainable array and the gradient accumulated into it since the last `zero_grad`."""
 
@@ -42,7 +50,7 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _registry[cls.__name__] = cls  # so a saved config can name the class to rebuild
+        _registry[type_key(cls)] = cls  # so a saved config can name the class to rebuild
 
     def forward(self, x: Any) -> Any:
         raise NotImplementedError
@@ -133,7 +141,8 @@ class Module:
             if got_dtype != dtype:
                 raise CheckpointError(f"parameter {name!r} is {got_dtype} in the file but the model is {dtype}")
         for name, p in own.items():
-            p.value = backend.asarray(arrays[name], dtype)
+            value = arrays[name]
+            p.value = backend.asarray(backend_for(value).to_numpy(value), dtype)  # a copy: never aliased
             p.grad = None
 
 
@@ -187,8 +196,8 @@ class Sequential(Module):
 
 
 def module_config(module: Module) -> dict[str, Any]:
-    """{'type': class name, **constructor arguments}: JSON-able, rebuilt by `module_from_config`."""
-    return {"type": type(module).__name__, **module.config()}
+    """{'type': class key, **constructor arguments}: JSON-able, rebuilt by `module_from_config`."""
+    return {"type": type_key(type(module)), **module.config()}
 
 
 def module_from_config(cfg: dict[str, Any]) -> Module:
@@ -198,9 +207,9 @@ def module_from_config(cfg: dict[str, Any]) -> Module:
     cls = _registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CheckpointError(f"unknown layer type {kind!r} in model config")
-    if cls is Sequential:
-        return Sequential([module_from_config(c) for c in cfg["layers"]])
     try:
+        if cls is Sequential:
+            return Sequential([module_from_config(c) for c in cfg["layers"]])
         return cls(**cfg)
-    except TypeError as exc:
-        raise CheckpointError(f"bad arguments for {kind} in model config: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"bad model config for {kind}: {type(exc).__name__}: {exc}") from None

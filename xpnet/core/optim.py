@@ -58,13 +58,21 @@ class Optimizer:
 
     def state_arrays(self) -> dict[str, Any]:
         """'i.name' -> array for every per-parameter state array (momentum buffers, moments)."""
-        return {f"{i}.{k}": v for i, st in enumerate(self.state) for k, v in st.items()}
+        return {f"{i}.{k}": v for i, st in enumerate(self.state) for k, v in st.items() if k != "step"}
 
-    def load_state_arrays(self, arrays: dict[str, Any], steps: int, to_device: Callable[[Any], Any]) -> None:
+    def param_steps(self) -> list[int]:
+        """How many updates each parameter has had (Adam's bias correction counts per parameter)."""
+        return [int(st.get("step", 0)) for st in self.state]
+
+    def load_state_arrays(self, arrays: dict[str, Any], steps: int, to_device: Callable[[Any], Any],
+                          param_steps: list[int] | None = None) -> None:
         self.state = [{} for _ in self.params]
         for key, value in arrays.items():
             i, name = key.split(".", 1)
             self.state[int(i)][name] = to_device(value)
+        for st, n in zip(self.state, param_steps or []):
+            if n:
+                st["step"] = n
         self.steps = steps
 
 
@@ -111,6 +119,8 @@ class Adam(Optimizer):
 
     def update(self, p: Parameter, state: dict[str, Any], lr: float) -> None:
         b1, b2 = self.betas
+        # Counted per parameter, as torch does: one that had no gradient on some steps was not updated.
+        state["step"] = t = state.get("step", 0) + 1
         if self.decoupled:
             p.value *= 1.0 - lr * self.weight_decay
             g = p.grad
@@ -125,7 +135,7 @@ class Adam(Optimizer):
             state["v"] *= b2
             state["v"] += (1.0 - b2) * (g * g)
         xp = namespace(g)
-        c1, c2 = 1.0 - b1 ** self.steps, 1.0 - b2 ** self.steps
+        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
         denom = xp.sqrt(state["v"]) * (1.0 / math.sqrt(c2)) + self.eps
         p.value -= (lr / c1) * (state["m"] / denom)
 

@@ -40,7 +40,7 @@ def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy")
     arrays, meta = read_safetensors(path)
     _check_format(path, meta)
     model = module_from_config(meta["config"]).to(get_backend(backend), dtype=meta.get("dtype") or "float32")
-    if any(k.startswith("model.") for k in arrays):  # a checkpoint: take only the model's arrays
+    if "optimizer" in meta:  # a checkpoint: take only the model's arrays
         arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
     model.load_state_dict(arrays)
     return model, meta.get("metadata", {})
@@ -52,15 +52,15 @@ def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Opti
     arrays = {**_host_arrays(model.state_dict(), "model."), **_host_arrays(optimizer.state_arrays(), "optim.")}
     meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "epoch": epoch,
             "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
-                          **optimizer.hyperparameters()},
+                          "param_steps": optimizer.param_steps(), **optimizer.hyperparameters()},
             "state": state, "metadata": {}}
     return write_safetensors(Path(directory) / f"epoch-{epoch:04d}.safetensors", arrays, meta)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The checkpoint of the highest epoch in `directory`, or None if there is none."""
-    found = sorted(p for p in Path(directory).glob("epoch-*.safetensors") if re.fullmatch(r"epoch-\d+\.safetensors", p.name))
-    return found[-1] if found else None
+    found = [p for p in Path(directory).glob("epoch-*.safetensors") if re.fullmatch(r"epoch-\d+\.safetensors", p.name)]
+    return max(found, key=lambda p: int(p.stem.split("-")[1])) if found else None
 
 
 def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer) -> dict[str, Any]:
@@ -76,5 +76,6 @@ def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     backend, dtype = model.backend, model.dtype
     optim_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
-    optimizer.load_state_arrays(optim_arrays, int(opt.get("steps", 0)), lambda a: backend.asarray(a, dtype))
+    optimizer.load_state_arrays(optim_arrays, int(opt.get("steps", 0)), lambda a: backend.asarray(a, dtype),
+                                opt.get("param_steps"))
     return meta

@@ -1,0 +1,53 @@
+"""One benchmark contender in its own process, driven over a pipe.
+
+A process per contender keeps thread pools and allocators apart (numpy's BLAS and torch spinning in one
+process slow each other several times) and lets the parent interleave repeats across contenders.
+"""
+from __future__ import annotations
+
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+
+def load_mnist_host(data_dir: str | None, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `samples` MNIST training images as (n, 784) float32 in [0, 1] and int64 labels."""
+    from xpnet.data.mnist import load_mnist
+
+    x, y, _, _ = load_mnist(data_dir)
+    return x[:samples].reshape(-1, 784).astype(np.float32) / 255.0, y[:samples].astype(np.int64)
+
+
+def serve(conn: Connection, name: str, threads: int, data_dir: str | None, samples: int) -> None:
+    """Answer ('setup', batch, optimizer, seed), ('epoch', i), ('to_accuracy', target, data_dir) until ('quit',)."""
+    from xpnet.backends.threads import set_threads
+
+    try:
+        set_threads(threads)
+        from xpnet.bench.contenders import make_contender
+
+        contender = make_contender(name)
+        set_threads(threads)  # again: the contender may have just imported torch
+        x, y = load_mnist_host(data_dir, samples)
+        conn.send(("ready", contender.info()))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        msg: Any = conn.recv()
+        try:
+            if msg[0] == "quit":
+                return
+            if msg[0] == "setup":
+                contender.setup(x, y, *msg[1:])
+                conn.send(("ok", None))
+            elif msg[0] == "epoch":
+                conn.send(("ok", contender.epoch(msg[1])))
+            elif msg[0] == "to_accuracy":
+                from xpnet.bench.accuracy import time_to_accuracy
+
+                conn.send(("ok", time_to_accuracy(contender.backend.name, *msg[1:])))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))

@@ -1,0 +1,110 @@
+"""`xpnet bench`: MNIST MLP training throughput per backend, batch size and optimizer, beside references."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from xpnet.cli import write_json
+
+ALL_BATCH_SIZES = [32, 128, 512, 2048]
+
+
+def default_contenders() -> list[str]:
+    """xpnet on every available backend except strict (a correctness tool), then the references."""
+    from xpnet.backends import available_backends
+
+    names = [b for b in available_backends() if b != "strict"]
+    names.append("numpy-reference")
+    if importlib.util.find_spec("torch") is not None:
+        names.append("torch-eager")
+    return names
+
+
+def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
+    return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backends", help="comma-separated contenders: xpnet backends (numpy, torch, cupy, strict) and "
+                                      "references (numpy-reference, torch-eager); default: all available but strict")
+    p.add_argument("--batch-sizes", help="comma-separated (default 32,128,512,2048; --quick: 128)")
+    p.add_argument("--optimizers", help="comma-separated from sgd, momentum, adam (default sgd,adam; --quick: adam)")
+    p.add_argument("--repeats", type=int, help="timed epochs per contender, after one warm-up (default 5; --quick: 3)")
+    p.add_argument("--samples", type=int, help="MNIST training samples per epoch (default 60000; --quick: 10000)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every contender (default: one per core)")
+    p.add_argument("--quick", action="store_true", help="a smaller run that finishes in under a minute")
+    p.add_argument("--to-accuracy", type=float, metavar="ACC",
+                   help="instead: training time each backend needs to first reach test accuracy ACC (e.g. 0.975)")
+    p.add_argument("--data-dir", help="where MNIST is cached")
+    p.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="plot samples/s against batch size (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from xpnet.bench.report import save_plot, throughput_table
+    from xpnet.bench.runner import BenchConfig, run_throughput, run_to_accuracy
+    from xpnet.data.mnist import load_mnist
+
+    quick = args.quick
+    config = BenchConfig(
+        contenders=_csv(args.backends) or default_contenders(),
+        batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
+        optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
+        repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
+        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir)
+    _validate(config)
+    load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every worker
+    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+               "processor": platform.processor() or platform.machine()}
+    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
+              file=sys.stderr) as bar:
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+
+        if args.to_accuracy:
+            results = run_to_accuracy(config, args.to_accuracy, progress)
+            bar.close()
+            _print_accuracy(results, args.to_accuracy)
+            payload: dict[str, Any] = {"machine": machine, "to_accuracy": results}
+        else:
+            payload = {"machine": machine, **run_throughput(config, progress)}
+            bar.close()
+            print(throughput_table(payload))
+    if args.json:
+        write_json(args.json, payload)
+    if args.plot and not args.to_accuracy:
+        save_plot(payload, args.plot)
+        print(f"xpnet: plot written to {args.plot}")
+    return 0
+
+
+def _validate(config: Any) -> None:
+    from xpnet.bench.contenders import LR
+
+    if not config.contenders:
+        raise ValueError("no contenders to run")
+    for opt in config.optimizers:
+        if opt not in LR:
+            raise ValueError(f"unknown optimizer {opt!r} for bench; choose from {', '.join(LR)}")
+    for name, value in (("batch size", min(config.batch_sizes)), ("repeats", config.repeats),
+                        ("samples", config.samples), ("threads", config.threads)):
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
+def _print_accuracy(results: list[dict[str, Any]], target: float) -> None:
+    print(f"time to {target:.1%} test accuracy (default mnist recipe, training time only, evaluation excluded):")
+    for r in results:
+        if r["reached"]:
+            got = r["reached"]
+            print(f"  {r['backend']:<8} {got['train_seconds']:7.2f} s  (epoch {got['epoch']}, "
+                  f"test accuracy {got['test_accuracy']:.2%})")
+        else:
+            print(f"  {r['backend']:<8} not reached in {r['epochs_run']} epochs (best {r['best_accuracy']:.2%})")
