@@ -13,7 +13,10 @@ from xpnet.backends.base import Backend
 from xpnet.backends.host import host_rng
 from xpnet.errors import BackendUnavailable
 
+from xpnet.backends.numpy_kernels import register_all as _register_numpy_kernels
+
 NAMES = ("numpy", "cupy", "torch", "strict")
+_register_numpy_kernels()  # NumPy is always loaded; its kernels apply wherever NumPy arrays appear
 _cache: dict[str, Backend] = {}
 
 __all__ = ["Backend", "BackendStatus", "NAMES", "available_backends", "backend_for", "backend_status",

@@ -103,7 +103,7 @@ def label(name: str) -> str:
     """'xpnet-numpy' for xpnet on a backend; references keep their own names."""
     from xpnet.bench.contenders import REFERENCE_NAMES
 
-    return name if name in REFERENCE_NAMES else f"xpnet-{name}"
+    return name if name in REFERENCE_NAMES else f"xpnet-{name}"  # numpy-portable: xpnet-numpy-portable
 
 
 def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: str, gemm: float, flops: int,

@@ -31,7 +31,8 @@ def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backends", help="comma-separated contenders: xpnet backends (numpy, torch, cupy, strict) and "
+    p.add_argument("--backends", help="comma-separated contenders: xpnet backends (numpy, torch, cupy, strict; add "
+                                      "-portable, e.g. numpy-portable, for xpnet with its fast paths off) and "
                                       "references (numpy-reference, torch-eager); default: all available but strict")
     p.add_argument("--batch-sizes", help="comma-separated (default 32,128,512,2048; --quick: 128)")
     p.add_argument("--optimizers", help="comma-separated from sgd, momentum, adam (default sgd,adam; --quick: adam)")

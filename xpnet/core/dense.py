@@ -24,7 +24,7 @@ class Dense(Module):
 
     def forward(self, x: Any) -> Any:
         w = self.weight.value
-        check_matrix_input(repr(self), x, self.in_features, w.dtype)
+        check_matrix_input(self, x, self.in_features, w.dtype)
         self._x = x
         y = x @ w
         if self.bias is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xpnet.backends.kernels import lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import DataError, DTypeError, ShapeError
 
@@ -102,6 +103,13 @@ class SoftmaxCrossEntropy(Loss):
         if logits.ndim != 2:
             raise ShapeError(f"SoftmaxCrossEntropy expects logits of shape (batch, classes), got {tuple(logits.shape)}")
         n, c = logits.shape
+        if xp.isdtype(target.dtype, "integral") and tuple(target.shape) == (n,):
+            kernel = lookup(xp, "softmax_cross_entropy_labels")
+            if kernel is not None:
+                if self.check_labels:
+                    check_label_range(xp, target, c)
+                loss, self._grad = kernel(xp, logits, target)
+                return loss
         onehot = self._onehot(xp, logits, target)
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
         e = xp.exp(shifted)

@@ -176,10 +176,10 @@ class Sequential(Module):
         return dy if need_dx else None
 
     def _first_trainable(self) -> int:
-        for i, layer in enumerate(self.layers):
-            if layer.parameters():
-                return i
-        return len(self.layers)
+        # Layers don't gain parameters after construction; look once instead of every step.
+        if getattr(self, "_first", None) is None:
+            self._first = next((i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
+        return self._first
 
     def config(self) -> dict[str, Any]:
         return {"layers": [module_config(layer) for layer in self.layers]}

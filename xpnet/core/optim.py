@@ -1,23 +1,34 @@
 """Optimizers: SGD (momentum, Nesterov), Adam, AdamW, with L2 weight decay and a schedule.
 
-Updates use augmented assignment on attributes and dict entries (`p.value -= d`): in place where the
-array is writeable, and a rebinding, so still correct, where it is not (JAX).
+The arithmetic lives in update_math.py as pure functions; this file holds the bookkeeping: state per
+parameter, step counts, saving, and running the update over one flat buffer when that is possible.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Callable, Iterable
 
+from xpnet.backends.kernels import fast_paths_enabled, lookup
 from xpnet.core.arrays import namespace
+from xpnet.core.flat import FlatBuffers
 from xpnet.core.module import Parameter
 from xpnet.core.schedules import Constant
+from xpnet.core.update_math import adam_update, sgd_update
 
 
 class Optimizer:
-    """Base class: holds parameters, the step count, per-parameter state and the schedule."""
+    """Base class: parameters, step count, per-parameter state, schedule, and the flat fast path.
+
+    A subclass names its state arrays (`roles`) and its update function; `step` runs that function once
+    over one flat buffer when it can (every parameter has a gradient and aliasing views work), else once
+    per parameter. A backend may register a faster version of the update under `kernel` (same maths).
+    """
+
+    roles: tuple[str, ...] = ()
+    kernel = ""
 
     def __init__(self, params: Iterable[Parameter], lr: float, weight_decay: float = 0.0,
-                 schedule: Callable[[float, int], float] | None = None) -> None:
+                 schedule: Callable[[float, int], float] | None = None, flat: bool | None = None) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got no parameters to optimise")
@@ -29,6 +40,8 @@ class Optimizer:
         self.schedule = schedule or Constant()
         self.steps = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self.flat = fast_paths_enabled() if flat is None else flat
+        self._flat: FlatBuffers | None = None
 
     @property
     def current_lr(self) -> float:
@@ -42,15 +55,41 @@ class Optimizer:
         """Apply one update from the accumulated gradients; parameters without a gradient are left alone."""
         self.steps += 1
         lr = self.current_lr
+        # Stateless updates (plain SGD) gain nothing from the flat buffer but would pay for gathering into it.
+        if self.flat and self.roles and self._step_flat(lr):
+            return
         for p, st in zip(self.params, self.state):
             if p.grad is not None:
-                self.update(p, st, lr)
+                xp = namespace(p.value)
+                for role in self.roles:
+                    if role not in st:
+                        st[role] = xp.zeros_like(p.value)
+                st["step"] = st.get("step", 0) + 1
+                p.value, *arrays = self._update(xp, p.value, p.grad, [st[r] for r in self.roles], lr, st["step"])
+                st.update(zip(self.roles, arrays))
 
-    def update(self, p: Parameter, state: dict[str, Any], lr: float) -> None:
+    def _step_flat(self, lr: float) -> bool:
+        """One update over the flat buffer; False (nothing done) where the per-parameter path must run."""
+        if any(p.grad is None for p in self.params) or len({st.get("step", 0) for st in self.state}) != 1:
+            return False
+        if self._flat is None or not self._flat.intact(self.params, self.state):
+            if not FlatBuffers.usable(self.params):
+                self.flat = False
+                return False
+            self._flat = FlatBuffers(self.params, self.state, self.roles)
+        fb = self._flat
+        step = self.state[0].get("step", 0) + 1
+        fb.param, *arrays = self._update(fb.xp, fb.param, fb.gather_grads(self.params),
+                                         [fb.roles[r] for r in self.roles], lr, step)
+        for st in self.state:
+            st["step"] = step
+        return True
+
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
         raise NotImplementedError
 
-    def _l2(self, p: Parameter) -> Any:
-        return p.grad + self.weight_decay * p.value if self.weight_decay else p.grad
+    def _kernel(self, xp: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
+        return lookup(xp, self.kernel) or reference
 
     # -- saving -------------------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -79,26 +118,24 @@ class Optimizer:
 class SGD(Optimizer):
     """p -= lr * g; with momentum: v = mu v + g, p -= lr * v (Nesterov: p -= lr * (g + mu v))."""
 
+    kernel = "sgd_update"
+
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0,
-                 schedule: Callable[[float, int], float] | None = None) -> None:
-        super().__init__(params, lr, weight_decay, schedule)
+                 schedule: Callable[[float, int], float] | None = None, flat: bool | None = None) -> None:
+        super().__init__(params, lr, weight_decay, schedule, flat)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
+        self.roles = ("velocity",) if momentum else ()
 
-    def update(self, p: Parameter, state: dict[str, Any], lr: float) -> None:
-        g = self._l2(p)
-        if self.momentum:
-            if "velocity" not in state:
-                state["velocity"] = g * 1.0  # a copy: g may be the gradient array itself
-            else:
-                state["velocity"] *= self.momentum
-                state["velocity"] += g
-            g = g + self.momentum * state["velocity"] if self.nesterov else state["velocity"]
-        p.value -= lr * g
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
+        velocity = arrays[0] if arrays else None
+        p, velocity = self._kernel(xp, sgd_update)(xp, p, g, velocity, lr=lr, momentum=self.momentum,
+                                                   nesterov=self.nesterov, weight_decay=self.weight_decay)
+        return (p, velocity) if self.momentum else (p,)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -108,36 +145,22 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected exactly as torch.optim.Adam; weight_decay is L2 on the gradient."""
 
     decoupled = False
+    roles = ("m", "v")
+    kernel = "adam_update"
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0,
-                 schedule: Callable[[float, int], float] | None = None) -> None:
-        super().__init__(params, lr, weight_decay, schedule)
+                 schedule: Callable[[float, int], float] | None = None, flat: bool | None = None) -> None:
+        super().__init__(params, lr, weight_decay, schedule, flat)
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"Adam betas must be in [0, 1), got {betas}")
         self.betas, self.eps = (float(betas[0]), float(betas[1])), eps
 
-    def update(self, p: Parameter, state: dict[str, Any], lr: float) -> None:
-        b1, b2 = self.betas
-        # Counted per parameter, as torch does: one that had no gradient on some steps was not updated.
-        state["step"] = t = state.get("step", 0) + 1
-        if self.decoupled:
-            p.value *= 1.0 - lr * self.weight_decay
-            g = p.grad
-        else:
-            g = self._l2(p)
-        if "m" not in state:
-            state["m"] = (1.0 - b1) * g
-            state["v"] = (1.0 - b2) * (g * g)
-        else:
-            state["m"] *= b1
-            state["m"] += (1.0 - b1) * g
-            state["v"] *= b2
-            state["v"] += (1.0 - b2) * (g * g)
-        xp = namespace(g)
-        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        denom = xp.sqrt(state["v"]) * (1.0 / math.sqrt(c2)) + self.eps
-        p.value -= (lr / c1) * (state["m"] / denom)
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
+        m, v = arrays
+        return self._kernel(xp, adam_update)(xp, p, g, m, v, lr=lr, beta1=self.betas[0], beta2=self.betas[1],
+                                             eps=self.eps, step=step, weight_decay=self.weight_decay,
+                                             decoupled=self.decoupled)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}
@@ -150,9 +173,8 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01,
-                 schedule: Callable[[float, int], float] | None = None) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, schedule)
-
+                 schedule: Callable[[float, int], float] | None = None, flat: bool | None = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, schedule, flat)
 
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 1e-3, "adamw": 1e-3}
