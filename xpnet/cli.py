@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+    train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch (default: the libraries' own)")
 
     ev = sub.add_parser("eval", help="evaluate a saved model on its task's test data",
                         description="Load a model file written by `xpnet train` and report its test metrics.")

@@ -46,16 +46,25 @@ def adam_update(xp: Any, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndar
 def softmax_cross_entropy_labels(xp: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean loss, dL/dlogits) for integer labels: the label's term picked by index instead of a one-hot."""
     n = logits.shape[0]
-    rows = np.arange(n)
-    z = logits - logits.max(axis=1, keepdims=True)
+    rows = _rows(n)
+    z = logits - np.max(logits, axis=1, keepdims=True)
     picked = z[rows, labels]
     np.exp(z, out=z)
-    total = z.sum(axis=1, keepdims=True)
-    loss = np.asarray((np.log(total).sum() - picked.sum()) / n, dtype=logits.dtype)
+    total = np.add.reduce(z, axis=1, keepdims=True)
+    loss = (np.add.reduce(np.log(total), axis=None) - np.add.reduce(picked)) / n  # 0-d, logits' dtype
     z /= total
     z[rows, labels] -= 1.0
     z *= 1.0 / n
-    return loss, z
+    return np.asarray(loss), z
+
+
+_row_cache: dict[int, np.ndarray] = {}
+
+
+def _rows(n: int) -> np.ndarray:
+    if n not in _row_cache:
+        _row_cache[n] = np.arange(n)
+    return _row_cache[n]
 
 
 def register_all() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from xpnet.backends import get_backend
+from xpnet.backends.threads import set_threads
 from xpnet.callbacks import EarlyStopping
 from xpnet.cli import versions, write_json
 from xpnet.core.optim import make_optimizer
@@ -53,6 +54,8 @@ def run_train(args: argparse.Namespace) -> int:
     optimizer_name = args.optimizer or d.optimizer
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir DIR (where the checkpoints are)")
+    if args.threads:
+        set_threads(args.threads)
     backend = get_backend(args.backend)
     progress = not args.no_progress
     problem = build_problem(args.task, backend, model_name, args.dtype, args.seed, args.data_dir, progress)

@@ -58,15 +58,20 @@ class Optimizer:
         # Stateless updates (plain SGD) gain nothing from the flat buffer but would pay for gathering into it.
         if self.flat and self.roles and self._step_flat(lr):
             return
+        roles = self.roles
         for p, st in zip(self.params, self.state):
-            if p.grad is not None:
-                xp = namespace(p.value)
-                for role in self.roles:
-                    if role not in st:
-                        st[role] = xp.zeros_like(p.value)
-                st["step"] = st.get("step", 0) + 1
-                p.value, *arrays = self._update(xp, p.value, p.grad, [st[r] for r in self.roles], lr, st["step"])
-                st.update(zip(self.roles, arrays))
+            if p.grad is None:
+                continue
+            xp = namespace(p.value)
+            step = st["step"] = st.get("step", 0) + 1
+            if not roles:
+                p.value = self._update(xp, p.value, p.grad, [], lr, step)[0]
+                continue
+            for role in roles:
+                if role not in st:
+                    st[role] = xp.zeros_like(p.value)
+            p.value, *arrays = self._update(xp, p.value, p.grad, [st[r] for r in roles], lr, step)
+            st.update(zip(roles, arrays))
 
     def _step_flat(self, lr: float) -> bool:
         """One update over the flat buffer; False (nothing done) where the per-parameter path must run."""
