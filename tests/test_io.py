@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.io import latest_checkpoint, load_checkpoint
+from xpnet.io import Checkpoints, latest_checkpoint, load_checkpoint
 from xpnet.models import mlp
 
 
@@ -45,8 +45,9 @@ def _data():
 def _run(tmp_path, epochs, resume=False, checkpoint_dir=None):
     model = mlp((8, 16, 2), "relu", dropout=0.2, seed=2)
     opt = xn.Adam(model.parameters(), lr=1e-2)
+    ckpt = Checkpoints(checkpoint_dir, resume=resume, keep=None) if checkpoint_dir else None
     history = xn.fit(model, xn.SoftmaxCrossEntropy(), opt, _data(), epochs=epochs, batch_size=32, seed=5,
-                     checkpoint_dir=checkpoint_dir, resume=resume)
+                     checkpoints=ckpt)
     return model, opt, history
 
 
@@ -54,7 +55,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
     straight, _, straight_history = _run(tmp_path, epochs=4)
     ckpt = tmp_path / "ckpt"
     _run(tmp_path, epochs=2, checkpoint_dir=ckpt)  # "interrupted" after epoch 2
-    assert latest_checkpoint(ckpt).name == "epoch-0002.safetensors"
+    assert latest_checkpoint(ckpt).name == "ckpt-e0002-b000010.safetensors"
     resumed, opt, history = _run(tmp_path, epochs=4, resume=True, checkpoint_dir=ckpt)
     assert [e["epoch"] for e in history.epochs] == [1, 2, 3, 4]
     assert opt.steps == 4 * 10

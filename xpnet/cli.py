@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from xpnet.errors import XpnetError
+from xpnet.errors import TrainingInterrupted, XpnetError
 
 EXIT_USAGE = 2
 
@@ -79,7 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="FILE", help="model file to write (default: TASK-MODEL.safetensors)")
     train.add_argument("--no-save", action="store_true", help="do not write a model file")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint there after every epoch")
-    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest intact checkpoint in --checkpoint-dir (bit-identical to an "
+                            "uninterrupted run on the same machine)")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
+                       help="also checkpoint every STEPS batches within an epoch")
+    train.add_argument("--keep", type=_positive_int, default=3, metavar="N",
+                       help="keep the newest N checkpoints (default 3)")
+    train.add_argument("--on-nan", choices=["stop", "skip"], default="stop",
+                       help="a NaN/inf batch loss stops training naming the step and layer (stop, default) or "
+                            "skips that batch's update (skip)")
     train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
@@ -123,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_bench(args)
         return run_info()
+    except TrainingInterrupted as exc:
+        print(f"xpnet: {exc}", file=sys.stderr)
+        return 130
     except (XpnetError, ValueError, OSError) as exc:
         if os.environ.get("XPNET_DEBUG"):
             raise

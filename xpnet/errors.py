@@ -35,3 +35,7 @@ class NotDifferentiableError(XpnetError, RuntimeError):
 
 class DivergedError(XpnetError, ArithmeticError):
     """Training produced a NaN or infinite loss."""
+
+
+class TrainingInterrupted(XpnetError, KeyboardInterrupt):
+    """Training stopped on Ctrl-C or SIGTERM after a whole step; the message says where it was saved."""

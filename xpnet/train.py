@@ -3,14 +3,17 @@
     data (host, once) -> device arrays -> model.forward -> loss.forward
                                               ^                  |
                    optimizer.step  <-  model.backward  <-  loss.backward
+
+Around it: validation each epoch, callbacks, checkpoints (each epoch and, optionally, every N steps) from
+which a killed run resumes bit-identically, a clean stop on Ctrl-C or SIGTERM, and a guard against NaN.
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
@@ -23,10 +26,12 @@ from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, iterate_batches, num_batches
 from xpnet.data.validate import check_inputs, check_targets
-from xpnet.errors import DivergedError
-from xpnet.io.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from xpnet.errors import DivergedError, TrainingInterrupted
+from xpnet.guard import NonFiniteLoss, describe_nonfinite, interrupt_requests
+from xpnet.io.checkpoint import Checkpoints, load_latest_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
+ON_NAN = ("stop", "skip")
 
 
 @dataclass
@@ -35,6 +40,7 @@ class History:
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    skipped_steps: int = 0  # batches dropped by on_nan="skip"
 
     def __getitem__(self, key: str) -> list[Any]:
         return [e[key] for e in self.epochs if key in e]
@@ -44,10 +50,13 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
 
-def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -> Any:
-    """One forward, backward and update on a batch; returns the batch loss as a 0-d device array."""
+def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, check_finite: bool = False) -> Any:
+    """One forward, backward and update on a batch; returns the batch loss as a 0-d device array.
+    With check_finite, a NaN/inf loss raises NonFiniteLoss before anything is updated."""
     optimizer.zero_grad()
     value = loss.forward(model.forward(x), y)
+    if check_finite and not bool(namespace(value).isfinite(value)):
+        raise NonFiniteLoss(float(value))
     grad = loss.backward()
     model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
     optimizer.step()
@@ -88,14 +97,25 @@ def _prepare(backend: Backend, model: Module, loss: Loss, data: tuple[Any, Any],
 
 
 def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class _Position:
+    """Where a run is: `batch` batches of `epoch` done, with that epoch's partial loss sum and time."""
+
+    epoch: int = 1
+    batch: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    seconds: float = 0.0
 
 
 def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any], *, epochs: int = 1,
         batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
-        callbacks: Iterable[Any] = (), progress: bool = False, checkpoint_dir: str | Path | None = None,
-        resume: bool = False, validation_prefix: str = "val", eval_batch_size: int = 1000) -> History:
+        callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
+        on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000) -> History:
     """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
 
     x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
@@ -103,37 +123,121 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
     """
     _positive("epochs", epochs)
     _positive("batch_size", batch_size)
+    if on_nan not in ON_NAN:
+        raise ValueError(f"on_nan must be one of {ON_NAN}, got {on_nan!r}")
     backend = backend_for(train_data[0])
     model.to(backend)
     x, y = _prepare(backend, model, loss, train_data, "training data")
     val = _prepare(backend, model, loss, validation, "validation data") if validation is not None else None
     callbacks = list(callbacks)
+    batches = num_batches(x.shape[0], batch_size)
 
-    history, start = History(), 1
-    if resume and checkpoint_dir is not None:
-        history, start = _resume(Path(checkpoint_dir), model, optimizer, callbacks)
+    history, pos = History(), _Position()
+    if checkpoints is not None and checkpoints.resume:
+        history, pos = _resume(checkpoints, model, optimizer, callbacks, backend, batches)
+
+    def checkpoint(at: _Position) -> str | None:
+        if checkpoints is None:
+            return None
+        state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks], "seed": seed,
+                 "rng": backend.rng_state(), "loss_sum": at.loss_sum, "seen": at.seen, "seconds": at.seconds,
+                 "skipped_steps": history.skipped_steps}
+        return str(save_checkpoint(checkpoints.directory, model, optimizer, at.epoch, at.batch, state,
+                                   checkpoints.metadata, checkpoints.keep))
 
     model.train()
-    with _labels_checked(loss):  # every label was checked once above; no device read per batch
-        for epoch in range(start, epochs + 1):
-            backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch, so a resumed run repeats it
-            train_loss, seconds = train_epoch(backend, model, loss, optimizer, x, y, batch_size,
-                                              epoch_order(x.shape[0], seed, epoch, shuffle), progress,
-                                              f"epoch {epoch}/{epochs}")
-            logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
-                                    "samples_per_second": x.shape[0] / seconds, "seconds": seconds}
+    with _labels_checked(loss), interrupt_requests() as interrupted:
+        for epoch in range(pos.epoch, epochs + 1):
+            start = pos if epoch == pos.epoch else _Position(epoch)
+            if start.batch == 0:
+                backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch; mid-epoch resumes restore it
+            run = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, start, on_nan, history,
+                            checkpoint if checkpoints is not None and checkpoints.every_steps else None,
+                            checkpoints.every_steps if checkpoints is not None else None, interrupted)
+            end = run.run(epoch_order(x.shape[0], seed, epoch, shuffle), progress, f"epoch {epoch}/{epochs}")
+            if end.batch < batches:  # stopped by Ctrl-C / SIGTERM after a whole step
+                saved = checkpoint(end)
+                where = f"epoch {epoch}, batch {end.batch}/{batches}"
+                raise TrainingInterrupted(f"interrupted at {where}; " + (
+                    f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
+                    else "nothing saved: no checkpoint directory was set"))
+            logs: dict[str, Any] = {"epoch": epoch, "train_loss": end.loss_sum / end.seen,
+                                    "samples_per_second": x.shape[0] / end.seconds, "seconds": end.seconds}
             if val is not None:
                 metrics = evaluate(model, loss, val[0], val[1], eval_batch_size)
                 logs.update({f"{validation_prefix}_{k}": v for k, v in metrics.items()})
             history.epochs.append(logs)
             stop = [bool(cb.on_epoch_end(epoch, logs)) for cb in callbacks]
-            if checkpoint_dir is not None:
-                state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks]}
-                save_checkpoint(checkpoint_dir, model, optimizer, epoch, state)
+            checkpoint(_Position(epoch, batches))
             if any(stop):
                 history.stopped_early = True
                 break
     return history
+
+
+class _EpochRun:
+    """One pass over the data from `start`, with progress, NaN handling, step checkpoints and interrupts."""
+
+    def __init__(self, backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+                 batch_size: int, start: _Position, on_nan: str, history: History, checkpoint: Any,
+                 every: int | None, interrupted: Any) -> None:
+        self.backend, self.model, self.loss, self.optimizer = backend, model, loss, optimizer
+        self.x, self.y, self.batch_size, self.start, self.on_nan = x, y, batch_size, start, on_nan
+        self.history, self.checkpoint, self.every, self.interrupted = history, checkpoint, every, interrupted
+
+    def run(self, order: Any, progress: bool, desc: str) -> _Position:
+        x, y, pos = self.x, self.y, self.start
+        bar = tqdm(total=x.shape[0], initial=pos.seen, unit="sample", unit_scale=True, desc=desc,
+                   disable=not progress, dynamic_ncols=True, leave=False)
+        # Summed on the device; read back only for the progress bar and checkpoints, never once per step.
+        total: Any = pos.loss_sum
+        seen, batch, clock = pos.seen, pos.batch, time.perf_counter()
+        for step, (xb, yb) in enumerate(iterate_batches(self.backend, x, y, self.batch_size, order, pos.batch)):
+            batch_loss = self._step(xb, yb, pos.epoch, batch + 1)
+            batch, rows = batch + 1, xb.shape[0]
+            if batch_loss is not None:
+                total, seen = total + batch_loss * rows, seen + rows
+            if progress:
+                bar.update(rows)
+                if step % PROGRESS_EVERY == 0 and seen:
+                    bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
+            if self.interrupted() or (self.every and batch % self.every == 0):
+                now = _Position(pos.epoch, batch, float(total), seen, pos.seconds + time.perf_counter() - clock)
+                if self.interrupted():
+                    bar.close()
+                    return now
+                if batch < -(-x.shape[0] // self.batch_size):  # the epoch-end checkpoint covers the last batch
+                    self.checkpoint(now)
+        self.backend.synchronize()
+        seconds = pos.seconds + time.perf_counter() - clock
+        bar.close()
+        mean = float(total) / max(seen, 1)
+        if not math.isfinite(mean) or seen == 0:
+            raise DivergedError(f"training diverged: the mean loss of {desc} is {mean}; lower the learning rate")
+        return _Position(pos.epoch, batch, float(total), seen, seconds)
+
+    def _step(self, xb: Any, yb: Any, epoch: int, batch: int) -> Any:
+        try:
+            return train_step(self.model, self.loss, self.optimizer, xb, yb, check_finite=True)
+        except NonFiniteLoss as exc:
+            where = f"epoch {epoch}, batch {batch} (optimizer step {self.optimizer.steps + 1})"
+            if self.on_nan == "skip":
+                self.optimizer.zero_grad()
+                self.history.skipped_steps += 1
+                print(f"xpnet: skipped {where}: loss is {exc.value}", file=sys.stderr)
+                return None
+            cause = describe_nonfinite(self.model, xb)
+            raise DivergedError(f"loss became {exc.value} at {where}; {cause}; the weights were not updated "
+                                f"with it - lower the learning rate, or pass on_nan='skip' / --on-nan skip") from None
+
+
+def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+                batch_size: int, order: Any, progress: bool = False, desc: str = "") -> tuple[float, float]:
+    """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds)."""
+    with _labels_checked(loss):
+        end = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, _Position(), "stop", History(), None, None,
+                        lambda: False).run(order, progress, desc or "epoch")
+    return end.loss_sum / end.seen, end.seconds
 
 
 @contextmanager
@@ -149,49 +253,31 @@ def _labels_checked(loss: Loss) -> Iterator[None]:
             loss.check_labels = before
 
 
-def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                 batch_size: int, order: Any, progress: bool, desc: str) -> tuple[float, float]:
-    """One pass over the data; returns (mean training loss, seconds spent training)."""
-    n = x.shape[0]
-    bar = tqdm(total=n, unit="sample", unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
-               leave=False)
-    total, seen = None, 0
-    start = time.perf_counter()
-    for step, (xb, yb) in enumerate(iterate_batches(backend, x, y, batch_size, order)):
-        batch_loss = train_step(model, loss, optimizer, xb, yb)
-        rows = xb.shape[0]
-        # Summed on the device; read back only for the progress bar, never once per step.
-        total = batch_loss * rows if total is None else total + batch_loss * rows
-        seen += rows
-        if progress:
-            bar.update(rows)
-            if step % PROGRESS_EVERY == 0:
-                bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
-    backend.synchronize()
-    seconds = time.perf_counter() - start
-    mean_loss = float(total) / seen
-    bar.set_postfix(loss=f"{mean_loss:.4f}")
-    bar.close()
-    if not math.isfinite(mean_loss):
-        raise DivergedError(f"training diverged: the mean loss of {desc or 'the epoch'} is {mean_loss}; "
-                            f"lower the learning rate (the weights are not saved)")
-    return mean_loss, seconds
-
-
 def _cb_state(cb: Any) -> dict[str, Any]:
     return cb.state() if hasattr(cb, "state") else {}
 
 
-def _resume(directory: Path, model: Module, optimizer: Optimizer, callbacks: list[Any]) -> tuple[History, int]:
-    path = latest_checkpoint(directory)
-    if path is None:
-        return History(), 1
-    meta = load_checkpoint(path, model, optimizer)
+def _resume(checkpoints: Checkpoints, model: Module, optimizer: Optimizer, callbacks: list[Any], backend: Backend,
+            batches: int) -> tuple[History, _Position]:
+    def warn(message: str) -> None:
+        print(f"xpnet: {message}", file=sys.stderr)
+
+    meta = load_latest_checkpoint(checkpoints.directory, model, optimizer, warn)
+    if meta is None:
+        return History(), _Position()
+    warn(f"resuming from {meta['path']}")
     state = meta.get("state", {})
     for cb, cb_state in zip(callbacks, state.get("callbacks", [])):
         if cb_state and hasattr(cb, "load_state"):
             cb.load_state(cb_state)
-    return History(list(state.get("history", []))), int(meta["epoch"]) + 1
+    history = History(list(state.get("history", [])), skipped_steps=int(state.get("skipped_steps", 0)))
+    epoch, batch = int(meta["epoch"]), int(meta.get("batch", batches))
+    if batch >= batches:
+        return history, _Position(epoch + 1)
+    if state.get("rng") is not None:
+        backend.set_rng_state(state["rng"])
+    return history, _Position(epoch, batch, float(state.get("loss_sum", 0.0)), int(state.get("seen", 0)),
+                              float(state.get("seconds", 0.0)))
 
 
-__all__ = ["History", "evaluate", "fit", "num_batches", "predict", "train_epoch", "train_step"]
+__all__ = ["History", "evaluate", "fit", "predict", "train_epoch", "train_step"]

@@ -93,12 +93,12 @@ def backend_for(x: Any) -> Backend:
         return _on_device("torch", x.device)
     if compat.is_cupy_array(x):
         return _on_device("cupy", x.device.id)
-    if compat.is_array_api_strict_namespace(compat.array_namespace(x)):
-        return _make("strict") if str(x.device) == str(_make("strict").device) else _on_device("strict", x.device)
     try:
         xp = compat.array_namespace(x)
     except TypeError:
         raise BackendUnavailable(f"expected an array of an Array API library, got {type(x).__name__}") from None
+    if compat.is_array_api_strict_namespace(xp):
+        return _make("strict") if str(x.device) == str(_make("strict").device) else _on_device("strict", x.device)
     key = f"{xp.__name__}@{compat.device(x)}"
     if key not in _cache:
         _cache[key] = Backend(xp, compat.device(x), {})

@@ -47,6 +47,14 @@ class Backend:
         """Seed the generator behind `uniform` (dropout masks)."""
         self._host_rng = np.random.default_rng(seed)
 
+    def rng_state(self) -> Any:
+        """The generator's state as JSON-able data (for checkpoints); None if this backend cannot say."""
+        return self._host_rng.bit_generator.state
+
+    def set_rng_state(self, state: Any) -> None:
+        """Restore a state from `rng_state`."""
+        self._host_rng.bit_generator.state = state
+
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """U[0, 1) samples of `shape` on the device. Default: drawn on the host and copied over."""
         return self.xp.asarray(self._host_rng.random(shape, dtype=np.float64), dtype=dtype, device=self.device)

@@ -57,6 +57,12 @@ class CupyBackend(Backend):
         with self.device:
             self._gen = self._cupy.random.default_rng(seed)
 
+    def rng_state(self) -> Any:
+        return None  # CuPy's generators expose no state to save: a mid-epoch resume redraws dropout masks
+
+    def set_rng_state(self, state: Any) -> None:
+        pass
+
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         with self.device:
             return self._gen.random(shape, dtype=dtype)

@@ -1,6 +1,7 @@
 """PyTorch tensors through array-api-compat (CPU, or CUDA when a device is present)."""
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,13 @@ class TorchBackend(Backend):
 
     def seed(self, seed: int) -> None:
         self._gen.manual_seed(seed)
+
+    def rng_state(self) -> Any:
+        return base64.b64encode(self._gen.get_state().numpy().tobytes()).decode()
+
+    def set_rng_state(self, state: Any) -> None:
+        raw = np.frombuffer(base64.b64decode(state), dtype=np.uint8).copy()
+        self._gen.set_state(self._torch.from_numpy(raw))
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self._torch.rand(shape, generator=self._gen, dtype=dtype, device=self.device)

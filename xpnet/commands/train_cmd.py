@@ -14,7 +14,7 @@ from xpnet.cli import versions, write_json
 from xpnet.core.optim import make_optimizer
 from xpnet.core.schedules import Cosine, StepDecay
 from xpnet.data.batches import num_batches
-from xpnet.io.checkpoint import save_model
+from xpnet.io.checkpoint import Checkpoints, save_model
 from xpnet.tasks import DEFAULTS, build_problem
 from xpnet.train import fit
 
@@ -52,8 +52,8 @@ def run_train(args: argparse.Namespace) -> int:
     model_name = args.model or d.models[0]
     epochs, batch_size = args.epochs or d.epochs, args.batch_size or d.batch_size
     optimizer_name = args.optimizer or d.optimizer
-    if args.resume and not args.checkpoint_dir:
-        raise ValueError("--resume needs --checkpoint-dir DIR (where the checkpoints are)")
+    if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
+        raise ValueError("--resume and --checkpoint-every need --checkpoint-dir DIR (where the checkpoints are)")
     if args.threads:
         set_threads(args.threads)
     backend = get_backend(args.backend)
@@ -70,9 +70,13 @@ def run_train(args: argparse.Namespace) -> int:
     callbacks: list[Any] = [EpochPrinter(epochs)]
     if args.early_stopping:
         callbacks.insert(0, EarlyStopping("test_loss", args.early_stopping))
+    checkpoints = None
+    if args.checkpoint_dir:
+        checkpoints = Checkpoints(args.checkpoint_dir, every_steps=args.checkpoint_every, keep=args.keep,
+                                  resume=args.resume, metadata={**problem.metadata, "model": model_name})
     history = fit(problem.model, problem.loss, optimizer, problem.train, epochs=epochs, batch_size=batch_size,
                   validation=problem.test, seed=args.seed, callbacks=callbacks, progress=progress,
-                  checkpoint_dir=args.checkpoint_dir, resume=args.resume, validation_prefix="test")
+                  checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test")
     if history.stopped_early:
         print(f"xpnet: stopped early after epoch {history.last['epoch']} (no test-loss improvement "
               f"for {args.early_stopping} epochs)")
@@ -89,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
             "dtype": args.dtype, "seed": args.seed, "batch_size": batch_size, "optimizer": optimizer_name,
             "lr": optimizer.lr, "weight_decay": optimizer.weight_decay, "schedule": args.schedule or d.schedule,
             "versions": versions(backend.versions), "stopped_early": history.stopped_early,
-            "saved_model": saved, "epochs": history.epochs})
+            "saved_model": saved, "skipped_steps": history.skipped_steps, "epochs": history.epochs})
     return 0
 
 

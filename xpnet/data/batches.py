@@ -13,12 +13,13 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Any:
     return rng.permutation(n) if shuffle else None
 
 
-def iterate_batches(backend: Backend, x: Any, y: Any, batch_size: int, order: Any = None
+def iterate_batches(backend: Backend, x: Any, y: Any, batch_size: int, order: Any = None, first_batch: int = 0
                     ) -> Iterator[tuple[Any, Any]]:
-    """(x_batch, y_batch) on the device, in `order` (host permutation) or in storage order if None."""
+    """(x_batch, y_batch) on the device, in `order` (host permutation) or in storage order if None,
+    starting at batch `first_batch` (a resumed epoch skips the batches it already trained on)."""
     xp, n = backend.xp, x.shape[0]
     index = None if order is None else backend.asarray(order, "int64")
-    for start in range(0, n, batch_size):
+    for start in range(first_batch * batch_size, n, batch_size):
         stop = min(start + batch_size, n)
         if index is None:
             yield x[start:stop, ...], y[start:stop, ...]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from xpnet.backends import Backend, backend_for, get_backend
 from xpnet.core.module import Module, module_config, module_from_config
@@ -46,21 +47,53 @@ def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy")
     return model, meta.get("metadata", {})
 
 
-def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Optimizer, epoch: int,
-                    state: dict[str, Any]) -> Path:
-    """Write checkpoint `epoch-NNNN.safetensors` into `directory`: model, optimizer state, counters, `state`."""
-    arrays = {**_host_arrays(model.state_dict(), "model."), **_host_arrays(optimizer.state_arrays(), "optim.")}
-    meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "epoch": epoch,
-            "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
-                          "param_steps": optimizer.param_steps(), **optimizer.hyperparameters()},
-            "state": state, "metadata": {}}
-    return write_safetensors(Path(directory) / f"epoch-{epoch:04d}.safetensors", arrays, meta)
+@dataclass
+class Checkpoints:
+    """Where and how often fit() checkpoints, how many files it keeps, and whether it resumes."""
+
+    directory: str | os.PathLike
+    every_steps: int | None = None  # also checkpoint mid-epoch, every this many steps
+    keep: int | None = 3  # newest files kept; None keeps all
+    resume: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. the task, so `xpnet eval` can read one
+
+    def __post_init__(self) -> None:
+        for name in ("every_steps", "keep"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"checkpoint {name} must be a positive integer or None, got {value!r}")
+
+
+_NAME = re.compile(r"ckpt-e(\d+)-b(\d+)\.safetensors")
+
+
+def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
+    """Checkpoints in `directory`, oldest first, ordered by (epoch, batch) position."""
+    found = [(tuple(map(int, m.groups())), p) for p in Path(directory).glob("ckpt-*.safetensors")
+             if (m := _NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The checkpoint of the highest epoch in `directory`, or None if there is none."""
-    found = [p for p in Path(directory).glob("epoch-*.safetensors") if re.fullmatch(r"epoch-\d+\.safetensors", p.name)]
-    return max(found, key=lambda p: int(p.stem.split("-")[1])) if found else None
+    """The newest checkpoint file by position (not checked for damage: see load_latest_checkpoint)."""
+    files = checkpoint_files(directory)
+    return files[-1] if files else None
+
+
+def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Optimizer, epoch: int, batch: int,
+                    state: dict[str, Any], metadata: dict[str, Any] | None = None, keep: int | None = None) -> Path:
+    """Write `ckpt-eEPOCH-bBATCH.safetensors` (after BATCH batches of EPOCH): model, optimizer state, counters
+    and `state` (history, RNG, partial sums); then delete all but the newest `keep` checkpoints."""
+    arrays = {**_host_arrays(model.state_dict(), "model."), **_host_arrays(optimizer.state_arrays(), "optim.")}
+    meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "epoch": epoch, "batch": batch,
+            "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
+                          "param_steps": optimizer.param_steps(), **optimizer.hyperparameters()},
+            "state": state, "metadata": metadata or {}}
+    path = write_safetensors(Path(directory) / f"ckpt-e{epoch:04d}-b{batch:06d}.safetensors", arrays, meta)
+    if keep is not None:
+        for old in checkpoint_files(directory)[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
 
 
 def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer) -> dict[str, Any]:
@@ -79,3 +112,17 @@ def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
     optimizer.load_state_arrays(optim_arrays, int(opt.get("steps", 0)), lambda a: backend.asarray(a, dtype),
                                 opt.get("param_steps"))
     return meta
+
+
+def load_latest_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Optimizer,
+                           warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """Restore from the newest checkpoint that reads back intact; damaged ones are reported and skipped."""
+    for path in reversed(checkpoint_files(directory)):
+        try:
+            meta = load_checkpoint(path, model, optimizer)
+        except CheckpointError as exc:
+            warn(f"skipping damaged checkpoint: {exc}")
+            continue
+        meta["path"] = str(path)
+        return meta
+    return None
