@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from xpnet.backends import Backend, get_backend
+from xpnet.backends.cupy import cuda_device_present
 from xpnet.core.dense import Dense
 from xpnet.models import mnist_mlp
 
@@ -21,23 +22,12 @@ BATCH_SIZES = (32, 128, 512, 2048)
 STRICT_BATCH_SIZES = BATCH_SIZES[:1]
 
 
-def _cuda_device_present() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 # (name, skip marks, batch sizes it runs at)
 BACKENDS = [
     ("numpy", [], BATCH_SIZES),
     ("torch", [pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")],
      BATCH_SIZES),
-    ("cupy", [pytest.mark.skipif(not _cuda_device_present(), reason="needs a CUDA GPU")], BATCH_SIZES),
+    ("cupy", [pytest.mark.skipif(not cuda_device_present(), reason="needs a CUDA GPU")], BATCH_SIZES),
     ("strict", [], STRICT_BATCH_SIZES),
 ]
 

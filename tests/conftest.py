@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 
 from xpnet.backends import get_backend
+from xpnet.backends.cupy import cuda_device_present
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-
-def _cuda_device_present() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
 
 
 def _make(name: str):
@@ -43,7 +33,7 @@ BACKEND_PARAMS = [
     pytest.param("strict-device1"),
     pytest.param("torch", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                                    reason="torch not installed")),
-    pytest.param("cupy", marks=pytest.mark.skipif(not _cuda_device_present(), reason="needs a CUDA GPU")),
+    pytest.param("cupy", marks=pytest.mark.skipif(not cuda_device_present(), reason="needs a CUDA GPU")),
 ]
 
 

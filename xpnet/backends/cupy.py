@@ -9,6 +9,18 @@ from xpnet.backends.base import Backend
 from xpnet.errors import BackendUnavailable
 
 
+def cuda_device_present() -> bool:
+    """True when CuPy is installed and sees a CUDA device (without raising, for test skips and `auto`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        return _import_cupy() is not None
+    except BackendUnavailable:
+        return False
+
+
 def _import_cupy() -> Any:
     try:
         import cupy
