@@ -59,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     backends = ["auto", *NAMES]
 
     train = sub.add_parser("train", help="train a built-in problem and save the model",
-                           description="Train a built-in problem: mnist (784-128-64-10 MLP, softmax "
-                           "cross-entropy), housing (synthetic house prices, MSE) or linear (y = 3x).")
+                           description="Train a built-in problem: mnist (784-128-64-10 MLP, or LeNet-5 with "
+                           "--model lenet; softmax cross-entropy), housing (synthetic house prices, MSE) or linear "
+                           "(y = 3x).")
     train.add_argument("task", choices=sorted(DEFAULTS), help="which problem to train")
-    train.add_argument("--model", help="network for the task (mnist/housing: mlp; linear: linear)")
+    train.add_argument("--model", help="network for the task (mnist: mlp or lenet; housing: mlp; linear: linear)")
     train.add_argument("--backend", choices=backends, default=None,
                        help="array library (default: $XPNET_BACKEND or auto = cupy with a CUDA GPU, else numpy)")
     train.add_argument("--epochs", type=_positive_int, help="passes over the training data (mnist: 5)")
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     from xpnet.commands.bench_cmd import add_arguments as add_bench_arguments
 
     bench = sub.add_parser("bench", help="benchmark training throughput per backend against NumPy/PyTorch references",
-                           description="MNIST MLP 784-128-64-10 training throughput (samples/s over whole epochs, "
+                           description="MNIST training throughput of the MLP 784-128-64-10 (or LeNet-5, --model "
+                           "lenet) (samples/s over whole epochs, "
                            "data resident, warm-up excluded, repeats interleaved, median and min-max) for each "
                            "backend x batch size x optimizer, beside a plain NumPy and a native PyTorch eager "
                            "implementation, each also as a fraction of the float32 GEMM floor.")

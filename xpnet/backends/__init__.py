@@ -17,6 +17,7 @@ from xpnet.backends.numpy_kernels import register_all as _register_numpy_kernels
 
 NAMES = ("numpy", "cupy", "torch", "strict")
 _register_numpy_kernels()  # NumPy is always loaded; its kernels apply wherever NumPy arrays appear
+importlib.import_module("xpnet.backends.numpy_conv").register_all()  # im2col/col2im, max-pool
 _cache: dict[str, Backend] = {}
 
 __all__ = ["Backend", "BackendStatus", "NAMES", "available_backends", "backend_for", "backend_status",

@@ -1,7 +1,8 @@
 """The contenders `xpnet bench` times: xpnet on a backend, a plain NumPy MLP, and native PyTorch eager.
 
-Each trains the 784-128-64-10 ReLU MLP with softmax cross-entropy on data already resident where it
-computes, in the same shuffled batches, and times whole epochs (device synchronised before the clock).
+Each trains the benchmark's model (the 784-128-64-10 ReLU MLP, or LeNet-5 as in models/lenet.py) with
+softmax cross-entropy on data already resident where it computes, in the same shuffled batches, and times
+whole epochs (device synchronised before the clock). The plain NumPy reference exists for the MLP only.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3}
+MODELS = ("mlp", "lenet")
 
 
 class Contender:
@@ -18,7 +20,10 @@ class Contender:
 
     name = "?"
 
-    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int) -> None:
+    models: tuple[str, ...] = MODELS  # the networks this contender can train
+
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
         raise NotImplementedError
 
     def epoch(self, epoch: int) -> float:
@@ -37,12 +42,13 @@ class XpnetContender(Contender):
         self.backend = get_backend(backend_name)
         self.name = f"xpnet-{backend_name}"
 
-    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int) -> None:
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
         from xpnet.core.losses import SoftmaxCrossEntropy
         from xpnet.core.optim import make_optimizer
-        from xpnet.models import mnist_mlp
+        from xpnet.models import lenet, mnist_mlp
 
-        self.model = mnist_mlp(seed=seed).to(self.backend)
+        self.model = {"mlp": mnist_mlp, "lenet": lenet}[model](seed=seed).to(self.backend)
         self.optimizer = make_optimizer(optimizer, self.model.parameters(), LR[optimizer])
         self.loss = SoftmaxCrossEntropy(check_labels=False)
         self.x, self.y = self.backend.asarray(x, "float32"), self.backend.asarray(y, "int64")
@@ -65,8 +71,12 @@ class NumpyReference(Contender):
     """The MLP as a competent person writes it in plain NumPy: no layers, no Array API, no framework."""
 
     name = "numpy-reference"
+    models = ("mlp",)
 
-    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int) -> None:
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
+        if model not in self.models:
+            raise ValueError(f"{self.name} implements the MLP only, not {model!r}")
         rng = np.random.default_rng(seed)
         sizes = (784, 128, 64, 10)
         self.params = []
@@ -126,11 +136,13 @@ class TorchReference(Contender):
 
         self.torch, self.device = torch, torch.device(device)
 
-    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int) -> None:
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
         torch, nn = self.torch, self.torch.nn
         torch.manual_seed(seed)
-        self.model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                                   nn.Linear(64, 10)).to(self.device)
+        self.model = (self._lenet() if model == "lenet" else
+                      nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                                    nn.Linear(64, 10))).to(self.device)
         params, lr = self.model.parameters(), LR[optimizer]
         self.opt = (torch.optim.Adam(params, lr) if optimizer == "adam"
                     else torch.optim.SGD(params, lr, momentum=0.9 if optimizer == "momentum" else 0.0))
@@ -138,6 +150,14 @@ class TorchReference(Contender):
         self.x = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
         self.y = torch.from_numpy(np.ascontiguousarray(y, np.int64)).to(self.device)
         self.batch_size, self.seed = batch_size, seed
+
+    def _lenet(self) -> Any:
+        """models/lenet.py in torch.nn: the same layers, shapes and order."""
+        nn = self.torch.nn
+        return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                             nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -161,6 +181,11 @@ class TorchReference(Contender):
 
 
 REFERENCE_NAMES = ("numpy-reference", "torch-eager")
+
+
+def supports(name: str, model: str) -> bool:
+    """Whether contender `name` can train `model` (without starting it)."""
+    return model in (NumpyReference.models if name == "numpy-reference" else MODELS)
 
 
 def make_contender(name: str) -> Contender:

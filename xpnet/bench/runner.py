@@ -7,7 +7,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from xpnet.bench.flops import gemm_gflops, training_flops_per_sample
+from xpnet.bench.flops import gemm_gflops, training_flops
 from xpnet.errors import XpnetError
 
 Progress = Callable[[str], None]
@@ -27,6 +27,7 @@ class BenchConfig:
     threads: int = 1
     seed: int = 0
     data_dir: str | None = None
+    model: str = "mlp"  # or "lenet"
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> 
     set_threads(config.threads)
     progress("measuring float32 GEMM rate")
     gemm = gemm_gflops()
-    flops = training_flops_per_sample()
+    flops = training_flops(config.model)
     workers: list[Worker] = []
     try:
         for name in config.contenders:
@@ -110,7 +111,7 @@ def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: 
              progress: Progress) -> list[Row]:
     times: dict[str, list[float]] = {w.name: [] for w in workers}
     for w in workers:
-        w.call("setup", batch, optimizer, config.seed)
+        w.call("setup", batch, optimizer, config.seed, config.model)
         progress(f"{w.name} batch {batch} {optimizer}: warm-up")
         w.call("epoch", 0)
     for r in range(config.repeats):

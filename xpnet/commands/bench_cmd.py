@@ -1,4 +1,4 @@
-"""`xpnet bench`: MNIST MLP training throughput per backend, batch size and optimizer, beside references."""
+"""`xpnet bench`: MNIST MLP or LeNet training throughput per backend, batch size and optimizer, beside references."""
 from __future__ import annotations
 
 import argparse
@@ -13,14 +13,18 @@ from tqdm.auto import tqdm
 from xpnet.cli import write_json
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
+MODEL_NAMES = {"mlp": "MNIST MLP 784-128-64-10 (ReLU)",
+               "lenet": "LeNet-5 (conv5x5 6, max-pool, conv5x5 16, max-pool, 120-84-10; ReLU)"}
 
 
-def default_contenders() -> list[str]:
-    """xpnet on every available backend except strict (a correctness tool), then the references."""
+def default_contenders(model: str = "mlp") -> list[str]:
+    """xpnet on every available backend except strict (a correctness tool), then the references that
+    implement `model` (the plain NumPy one is an MLP only)."""
     from xpnet.backends import available_backends
 
     names = [b for b in available_backends() if b != "strict"]
-    names.append("numpy-reference")
+    if model == "mlp":
+        names.append("numpy-reference")
     if importlib.util.find_spec("torch") is not None:
         names.append("torch-eager")
     return names
@@ -34,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", help="comma-separated contenders: xpnet backends (numpy, torch, cupy, strict; add "
                                       "-portable, e.g. numpy-portable, for xpnet with its fast paths off) and "
                                       "references (numpy-reference, torch-eager); default: all available but strict")
+    p.add_argument("--model", choices=["mlp", "lenet"], default="mlp",
+                   help="network to train: the 784-128-64-10 MLP (default) or LeNet-5 (two 5x5 convolutions)")
     p.add_argument("--batch-sizes", help="comma-separated (default 32,128,512,2048; --quick: 128)")
     p.add_argument("--optimizers", help="comma-separated from sgd, momentum, adam (default sgd,adam; --quick: adam)")
     p.add_argument("--repeats", type=int, help="timed epochs per contender, after one warm-up (default 5; --quick: 3)")
@@ -55,12 +61,15 @@ def run_bench(args: argparse.Namespace) -> int:
 
     quick = args.quick
     config = BenchConfig(
-        contenders=_csv(args.backends) or default_contenders(),
+        contenders=_csv(args.backends) or default_contenders(args.model),
         batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
         optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
         repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
-        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir)
+        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model)
     _validate(config)
+    if args.to_accuracy and config.model != "mlp":
+        raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
+                         "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
     load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every worker
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                "processor": platform.processor() or platform.machine()}
@@ -77,6 +86,7 @@ def run_bench(args: argparse.Namespace) -> int:
         else:
             payload = {"machine": machine, **run_throughput(config, progress)}
             bar.close()
+            print(f"model: {MODEL_NAMES[config.model]}")
             print(throughput_table(payload))
     if args.json:
         write_json(args.json, payload)
@@ -87,10 +97,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _validate(config: Any) -> None:
-    from xpnet.bench.contenders import LR
+    from xpnet.bench.contenders import LR, supports
 
     if not config.contenders:
         raise ValueError("no contenders to run")
+    for name in config.contenders:
+        if not supports(name, config.model):
+            raise ValueError(f"{name} implements the MLP only and cannot train {config.model}; "
+                             f"drop it from --backends (torch-eager is the reference for {config.model})")
     for opt in config.optimizers:
         if opt not in LR:
             raise ValueError(f"unknown optimizer {opt!r} for bench; choose from {', '.join(LR)}")
