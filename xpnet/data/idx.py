@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from xpnet.errors import DataError
+from xpnet.io.atomic import atomic_write_bytes
 
 UBYTE = 0x08  # the IDX type code for unsigned bytes, the only element type MNIST uses
 
@@ -82,17 +82,8 @@ def encode_idx(array: np.ndarray) -> bytes:
 
 
 def write_gz_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Gzip `data` into `path` via a temporary file in the same directory, so `path` is never partial."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename=path.stem, mode="wb", fileobj=raw, mtime=0) as gz:
-            gz.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files 0600; the data is public and may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Gzip `data` into `path` atomically (temp file, fsync, rename), so `path` is never partial."""
+    atomic_write_bytes(path, gzip.compress(data, mtime=0))
 
 
 def write_idx_gz(path: str | os.PathLike, array: np.ndarray) -> None:
