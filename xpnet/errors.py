@@ -39,3 +39,7 @@ class DivergedError(XpnetError, ArithmeticError):
 
 class TrainingInterrupted(XpnetError, KeyboardInterrupt):
     """Training stopped on Ctrl-C or SIGTERM after a whole step; the message says where it was saved."""
+
+
+class CorruptFileError(CheckpointError):
+    """A file that is not what it claims: truncated, torn, bit-flipped, or not safetensors at all."""

@@ -26,9 +26,9 @@ from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, iterate_batches, num_batches
 from xpnet.data.validate import check_inputs, check_targets
-from xpnet.errors import DivergedError, TrainingInterrupted
+from xpnet.errors import CheckpointError, DivergedError, TrainingInterrupted
 from xpnet.guard import NonFiniteLoss, describe_nonfinite, interrupt_requests
-from xpnet.io.checkpoint import Checkpoints, load_latest_checkpoint, save_checkpoint
+from xpnet.io.checkpoint import Checkpoints, checkpoint_files, load_latest_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
 ON_NAN = ("stop", "skip")
@@ -127,6 +127,7 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
         raise ValueError(f"on_nan must be one of {ON_NAN}, got {on_nan!r}")
     backend = backend_for(train_data[0])
     model.to(backend)
+    optimizer.to(backend, model.dtype)
     x, y = _prepare(backend, model, loss, train_data, "training data")
     val = _prepare(backend, model, loss, validation, "validation data") if validation is not None else None
     callbacks = list(callbacks)
@@ -134,14 +135,18 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
 
     history, pos = History(), _Position()
     if checkpoints is not None and checkpoints.resume:
-        history, pos = _resume(checkpoints, model, optimizer, callbacks, backend, batches)
+        history, pos = _resume(checkpoints, model, optimizer, callbacks, backend, batches, seed, batch_size, epochs)
+    elif checkpoints is not None and checkpoint_files(checkpoints.directory):
+        raise CheckpointError(f"{checkpoints.directory} already holds checkpoints of another run: resume it, or "
+                              f"choose an empty directory (keep would otherwise delete them)")
 
     def checkpoint(at: _Position) -> str | None:
         if checkpoints is None:
             return None
         state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks], "seed": seed,
-                 "rng": backend.rng_state(), "loss_sum": at.loss_sum, "seen": at.seen, "seconds": at.seconds,
-                 "skipped_steps": history.skipped_steps}
+                 "batch_size": batch_size, "rng": {"backend": backend.name, "state": backend.rng_state()},
+                 "loss_sum": at.loss_sum, "seen": at.seen, "seconds": at.seconds,
+                 "skipped_steps": history.skipped_steps, "stopped_early": history.stopped_early}
         return str(save_checkpoint(checkpoints.directory, model, optimizer, at.epoch, at.batch, state,
                                    checkpoints.metadata, checkpoints.keep))
 
@@ -168,10 +173,14 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
                 logs.update({f"{validation_prefix}_{k}": v for k, v in metrics.items()})
             history.epochs.append(logs)
             stop = [bool(cb.on_epoch_end(epoch, logs)) for cb in callbacks]
-            checkpoint(_Position(epoch, batches))
-            if any(stop):
-                history.stopped_early = True
+            history.stopped_early = any(stop)
+            saved = checkpoint(_Position(epoch, batches))
+            if history.stopped_early:
                 break
+            if interrupted() and epoch < epochs:  # asked during the last batch or the evaluation
+                raise TrainingInterrupted(f"interrupted after epoch {epoch}; " + (
+                    f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
+                    else "nothing saved: no checkpoint directory was set"))
     return history
 
 
@@ -258,7 +267,7 @@ def _cb_state(cb: Any) -> dict[str, Any]:
 
 
 def _resume(checkpoints: Checkpoints, model: Module, optimizer: Optimizer, callbacks: list[Any], backend: Backend,
-            batches: int) -> tuple[History, _Position]:
+            batches: int, seed: int, batch_size: int, epochs: int) -> tuple[History, _Position]:
     def warn(message: str) -> None:
         print(f"xpnet: {message}", file=sys.stderr)
 
@@ -267,15 +276,25 @@ def _resume(checkpoints: Checkpoints, model: Module, optimizer: Optimizer, callb
         return History(), _Position()
     warn(f"resuming from {meta['path']}")
     state = meta.get("state", {})
+    for name, value in (("seed", seed), ("batch_size", batch_size)):
+        if state.get(name, value) != value:  # the shuffle order depends on both: resuming would not be exact
+            raise CheckpointError(f"{meta['path']}: the run was started with {name} {state[name]}, not {value}")
     for cb, cb_state in zip(callbacks, state.get("callbacks", [])):
         if cb_state and hasattr(cb, "load_state"):
             cb.load_state(cb_state)
-    history = History(list(state.get("history", [])), skipped_steps=int(state.get("skipped_steps", 0)))
+    history = History(list(state.get("history", [])), bool(state.get("stopped_early", False)),
+                      int(state.get("skipped_steps", 0)))
     epoch, batch = int(meta["epoch"]), int(meta.get("batch", batches))
+    if history.stopped_early:
+        return history, _Position(epochs + 1)  # early stopping had ended the run: nothing left to train
     if batch >= batches:
         return history, _Position(epoch + 1)
-    if state.get("rng") is not None:
-        backend.set_rng_state(state["rng"])
+    rng = state.get("rng") or {}
+    if rng.get("backend") == backend.name and rng.get("state") is not None:
+        backend.set_rng_state(rng["state"])
+    else:  # another backend's generator: dropout masks from here on differ from the original run's
+        warn(f"the checkpoint's random state is from backend {rng.get('backend')}; dropout will be reseeded")
+        backend.seed(seed * 1_000_003 + epoch)
     return history, _Position(epoch, batch, float(state.get("loss_sum", 0.0)), int(state.get("seen", 0)),
                               float(state.get("seconds", 0.0)))
 

@@ -137,7 +137,7 @@ def run_to_accuracy(config: BenchConfig, target: float, progress: Progress = lam
         progress(f"{name}: training to {target:.1%} test accuracy")
         worker = Worker(name, BenchConfig([name], [], [], samples=1, threads=config.threads, data_dir=config.data_dir))
         try:
-            out.append(worker.call("to_accuracy", target, config.data_dir))
+            out.append({**worker.call("to_accuracy", target, config.data_dir), "contender": label(name)})
         finally:
             worker.close()
     return out

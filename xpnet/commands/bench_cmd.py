@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from xpnet.cli import write_json
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
+MNIST_TRAIN_SIZE = 60000
 MODEL_NAMES = {"mlp": "MNIST MLP 784-128-64-10 (ReLU)",
                "lenet": "LeNet-5 (conv5x5 6, max-pool, conv5x5 16, max-pool, 120-84-10; ReLU)"}
 
@@ -112,6 +113,8 @@ def _validate(config: Any) -> None:
                         ("samples", config.samples), ("threads", config.threads)):
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
+    if config.samples > MNIST_TRAIN_SIZE:  # rates are samples / seconds: more than there are would inflate them
+        raise ValueError(f"--samples can be at most {MNIST_TRAIN_SIZE:,} (the MNIST training set), got {config.samples:,}")
 
 
 def _print_accuracy(results: list[dict[str, Any]], target: float) -> None:
@@ -119,7 +122,7 @@ def _print_accuracy(results: list[dict[str, Any]], target: float) -> None:
     for r in results:
         if r["reached"]:
             got = r["reached"]
-            print(f"  {r['backend']:<8} {got['train_seconds']:7.2f} s  (epoch {got['epoch']}, "
+            print(f"  {r['contender']:<20} {got['train_seconds']:7.2f} s  (epoch {got['epoch']}, "
                   f"test accuracy {got['test_accuracy']:.2%})")
         else:
-            print(f"  {r['backend']:<8} not reached in {r['epochs_run']} epochs (best {r['best_accuracy']:.2%})")
+            print(f"  {r['contender']:<20} not reached in {r['epochs_run']} epochs (best {r['best_accuracy']:.2%})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
+from xpnet.backends import backend_for
 from xpnet.backends.kernels import fast_paths_enabled, lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.flat import FlatBuffers
@@ -50,6 +51,15 @@ class Optimizer:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def to(self, backend: Any, dtype: str | None) -> "Optimizer":
+        """Move the state arrays to `backend` (fit calls this after moving the model there)."""
+        for st in self.state:
+            for key, value in st.items():
+                if key != "step" and not backend_for(value).same_as(backend):
+                    st[key] = backend.asarray(backend_for(value).to_numpy(value), dtype)
+                    self._flat = None
+        return self
 
     def step(self) -> None:
         """Apply one update from the accumulated gradients; parameters without a gradient are left alone."""

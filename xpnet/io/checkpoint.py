@@ -15,7 +15,7 @@ from typing import Any, Callable
 from xpnet.backends import Backend, backend_for, get_backend
 from xpnet.core.module import Module, module_config, module_from_config
 from xpnet.core.optim import Optimizer
-from xpnet.errors import CheckpointError
+from xpnet.errors import CheckpointError, CorruptFileError
 from xpnet.io.safetensors_file import read_safetensors, write_safetensors
 
 FORMAT = "xpnet-1"
@@ -85,6 +85,8 @@ def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Opti
     """Write `ckpt-eEPOCH-bBATCH.safetensors` (after BATCH batches of EPOCH): model, optimizer state, counters
     and `state` (history, RNG, partial sums); then delete all but the newest `keep` checkpoints."""
     arrays = {**_host_arrays(model.state_dict(), "model."), **_host_arrays(optimizer.state_arrays(), "optim.")}
+    for stale in Path(directory).glob(".ckpt-*.tmp"):  # left by a run killed while writing
+        stale.unlink(missing_ok=True)
     meta = {"format": FORMAT, "config": module_config(model), "dtype": model.dtype, "epoch": epoch, "batch": batch,
             "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
                           "param_steps": optimizer.param_steps(), **optimizer.hyperparameters()},
@@ -104,13 +106,18 @@ def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
     if opt.get("type") != type(optimizer).__name__:
         raise CheckpointError(f"{path}: checkpoint was written with optimizer {opt.get('type')}, "
                               f"but this run uses {type(optimizer).__name__}")
+    for key, value in optimizer.hyperparameters().items():
+        saved = opt.get(key)
+        if saved is not None and saved != value and key != "lr":  # lr may be changed on purpose
+            raise CheckpointError(f"{path}: checkpoint's optimizer has {key}={saved}, this run's has {value}")
     if meta.get("dtype") != model.dtype:
         raise CheckpointError(f"{path}: checkpoint dtype is {meta.get('dtype')}, the model's is {model.dtype}")
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     backend, dtype = model.backend, model.dtype
     optim_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
-    optimizer.load_state_arrays(optim_arrays, int(opt.get("steps", 0)), lambda a: backend.asarray(a, dtype),
-                                opt.get("param_steps"))
+    steps = int(opt.get("steps", 0))
+    param_steps = opt.get("param_steps") or [steps] * len(optimizer.params)
+    optimizer.load_state_arrays(optim_arrays, steps, lambda a: backend.asarray(a, dtype), param_steps)
     return meta
 
 
@@ -120,7 +127,7 @@ def load_latest_checkpoint(directory: str | os.PathLike, model: Module, optimize
     for path in reversed(checkpoint_files(directory)):
         try:
             meta = load_checkpoint(path, model, optimizer)
-        except CheckpointError as exc:
+        except CorruptFileError as exc:  # a mismatch (other optimizer, dtype, shapes) is an error, not damage
             warn(f"skipping damaged checkpoint: {exc}")
             continue
         meta["path"] = str(path)

@@ -14,7 +14,7 @@ import numpy as np
 from safetensors.numpy import load as _load_tensors
 from safetensors.numpy import save as _save_tensors
 
-from xpnet.errors import CheckpointError
+from xpnet.errors import CheckpointError, CorruptFileError
 from xpnet.io.atomic import atomic_write_bytes
 
 _MAX_HEADER = 100 * 1024 * 1024
@@ -51,30 +51,30 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     if expected is not None:
         actual = hashlib.sha256(_data_section(data)).hexdigest()
         if json.loads(expected) != actual:
-            raise CheckpointError(f"{path}: checksum mismatch - the file is corrupt or was cut short "
+            raise CorruptFileError(f"{path}: checksum mismatch - the file is corrupt or was cut short "
                                   f"(expected sha256 {json.loads(expected)[:16]}..., got {actual[:16]}...)")
     try:
         arrays = _load_tensors(data)
     except Exception as exc:  # safetensors raises its own error type for every kind of damage
-        raise CheckpointError(f"{path}: corrupt safetensors data ({exc})") from None
+        raise CorruptFileError(f"{path}: corrupt safetensors data ({exc})") from None
     raw_meta = header.get("__metadata__") or {}
     try:
         metadata = {k: json.loads(v) for k, v in raw_meta.items() if k != CHECKSUM_KEY}
     except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: unreadable xpnet metadata in the header") from None
+        raise CorruptFileError(f"{path}: unreadable xpnet metadata in the header") from None
     return arrays, metadata
 
 
 def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
     if len(data) < 8:
-        raise CheckpointError(f"{path}: not an xpnet model file (only {len(data)} bytes)")
+        raise CorruptFileError(f"{path}: not an xpnet model file (only {len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > _MAX_HEADER or 8 + n > len(data):
-        raise CheckpointError(f"{path}: not a safetensors file (bad header length; a pickle or a truncated file?)")
+        raise CorruptFileError(f"{path}: not a safetensors file (bad header length; a pickle or a truncated file?)")
     try:
         header = json.loads(data[8:8 + n])
     except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
+        raise CorruptFileError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
+        raise CorruptFileError(f"{path}: not a safetensors file (header is not a JSON object)")
     return header
