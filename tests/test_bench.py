@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from xpnet.bench.flops import training_flops_per_sample
 from xpnet.cli import main

@@ -53,10 +53,11 @@ DEFAULTS: dict[str, Defaults] = {
 
 def mnist_test_only(data_dir: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     _, _, x_test, y_test = load_mnist(data_dir, progress=progress)
-    return _pixels(x_test), y_test.astype(np.int64)
+    return pixels(x_test), y_test.astype(np.int64)
 
 
-def _pixels(images: np.ndarray) -> np.ndarray:
+def pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) images -> float32 (n, 784) rows in [0, 1]: every MNIST consumer's input."""
     return images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
 
 
@@ -66,8 +67,8 @@ MNIST_MODELS: dict[str, Callable[[str, int], Module]] = {"mlp": mnist_mlp, "lene
 
 def _mnist(backend: Backend, model_name: str, dtype: str, seed: int, data_dir: str | None, progress: bool) -> Problem:
     x_train, y_train, x_test, y_test = load_mnist(data_dir, progress=progress)
-    train = (backend.asarray(_pixels(x_train), dtype), backend.asarray(y_train, "int64"))
-    test = (backend.asarray(_pixels(x_test), dtype), backend.asarray(y_test, "int64"))
+    train = (backend.asarray(pixels(x_train), dtype), backend.asarray(y_train, "int64"))
+    test = (backend.asarray(pixels(x_test), dtype), backend.asarray(y_test, "int64"))
     # The CLI checks every label once before training, so the per-batch check (a device read) is off.
     return Problem("mnist", MNIST_MODELS[model_name](dtype, seed), SoftmaxCrossEntropy(check_labels=False), train,
                    test, {"task": "mnist", "input": "28x28 pixels flattened to 784, scaled to [0, 1]"})

@@ -198,7 +198,8 @@ class _EpochRun:
         x, y, pos = self.x, self.y, self.start
         bar = tqdm(total=x.shape[0], initial=pos.seen, unit="sample", unit_scale=True, desc=desc,
                    disable=not progress, dynamic_ncols=True, leave=False)
-        # Summed on the device; read back only for the progress bar and checkpoints, never once per step.
+        # Summed on the device and read back for the progress bar and checkpoints. (The NaN guard in _step
+        # does read each batch's loss: free on a CPU, a sync per step on a GPU.)
         total: Any = pos.loss_sum
         seen, batch, clock = pos.seen, pos.batch, time.perf_counter()
         for step, (xb, yb) in enumerate(iterate_batches(self.backend, x, y, self.batch_size, order, pos.batch)):
@@ -215,7 +216,7 @@ class _EpochRun:
                 if self.interrupted():
                     bar.close()
                     return now
-                if batch < -(-x.shape[0] // self.batch_size):  # the epoch-end checkpoint covers the last batch
+                if batch < num_batches(x.shape[0], self.batch_size):  # the epoch-end checkpoint covers the last
                     self.checkpoint(now)
         self.backend.synchronize()
         seconds = pos.seconds + time.perf_counter() - clock

@@ -48,6 +48,6 @@ try:
            checkpoints=Checkpoints(directory, every_steps=10, keep=2, resume=True))
 except TrainingInterrupted as exc:
     print(f"interrupted: {exc}", flush=True)
-    raise SystemExit(130)
+    raise SystemExit(130) from None
 xn.save_model(result, model)
 print("done", flush=True)

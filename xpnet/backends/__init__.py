@@ -21,7 +21,7 @@ importlib.import_module("xpnet.backends.numpy_conv").register_all()  # im2col/co
 _cache: dict[str, Backend] = {}
 
 __all__ = ["Backend", "BackendStatus", "NAMES", "available_backends", "backend_for", "backend_status",
-           "get_backend", "host_rng"]
+           "get_backend", "host_rng", "transfer"]
 
 
 def _make(name: str) -> Backend:
@@ -82,6 +82,11 @@ def backend_status() -> list[BackendStatus]:
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine."""
     return [s.name for s in backend_status() if s.available]
+
+
+def transfer(a: Any, target: Backend, dtype: str | None = None) -> Any:
+    """A copy of array `a` (of any backend) on `target`, cast to `dtype`: through the host, never aliased."""
+    return target.asarray(backend_for(a).to_numpy(a), dtype)
 
 
 def backend_for(x: Any) -> Backend:

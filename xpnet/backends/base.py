@@ -1,7 +1,7 @@
 """Backend: which array library computes, on which device, and how data crosses to and from the host."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,5 +69,3 @@ class Backend:
     def __repr__(self) -> str:
         return f"<Backend {self.name} on {self.describe_device()}>"
 
-
-Factory = Callable[[], Backend]

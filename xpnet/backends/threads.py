@@ -1,7 +1,8 @@
 """CPU thread counts, set in one place for every library in the process.
 
-NumPy's BLAS and torch each keep a thread pool; two pools spinning on the same cores slow both several
-times, so a run (and every benchmark worker) fixes both to the same count before it starts timing.
+NumPy's BLAS and torch each keep a thread pool; two pools spinning on the same cores slowed both several
+times in the team's probe (shared/notes/array-api-findings.md), so a run (and every benchmark worker)
+fixes both to the same count before it starts timing.
 """
 from __future__ import annotations
 

@@ -15,9 +15,10 @@ import numpy as np
 def load_mnist_host(data_dir: str | None, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `samples` MNIST training images as (n, 784) float32 in [0, 1] and int64 labels."""
     from xpnet.data.mnist import load_mnist
+    from xpnet.tasks import pixels
 
     x, y, _, _ = load_mnist(data_dir)
-    return x[:samples].reshape(-1, 784).astype(np.float32) / 255.0, y[:samples].astype(np.int64)
+    return pixels(x[:samples]), y[:samples].astype(np.int64)
 
 
 def serve(conn: Connection, name: str, threads: int, data_dir: str | None, samples: int) -> None:

@@ -1,7 +1,8 @@
 """One contiguous buffer for all parameters (and one per optimizer-state role), each parameter a view.
 
-The optimizer then updates every parameter in one pass of a few elementwise operations instead of a
-few per parameter: on NumPy that removes ~100 small calls per step, on a GPU ~100 kernel launches.
+The optimizer then updates every parameter in one pass of a few elementwise operations instead of the
+same operations once per parameter (Adam on the MNIST MLP: about ten operations on one buffer instead of
+about ten on each of six arrays, i.e. fewer NumPy calls, or fewer kernel launches on a GPU).
 Views of a reshaped slice are writeable aliases on NumPy, torch, CuPy and array-api-strict; where arrays
 are immutable (JAX) the optimizer keeps its per-parameter path.
 """
@@ -43,11 +44,11 @@ class FlatBuffers:
     def usable(params: Sequence[Any]) -> bool:
         """One namespace, one dtype, writeable arrays: the conditions for aliasing views."""
         try:
-            xp = namespace(*[p.value for p in params])
+            namespace(*[p.value for p in params])
         except TypeError:
             return False
         dtypes = {p.value.dtype for p in params}
-        return len(dtypes) == 1 and all(is_writeable(p.value) for p in params) and xp is not None
+        return len(dtypes) == 1 and all(is_writeable(p.value) for p in params)
 
     def _gather(self, arrays: list[Any]) -> Any:
         xp = self.xp

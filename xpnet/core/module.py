@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from xpnet.backends import Backend, backend_for, get_backend
+from xpnet.backends import Backend, backend_for, get_backend, transfer
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import CheckpointError
 
@@ -121,8 +121,7 @@ class Module:
         if current is not None and current.same_as(target) and dtype == self.dtype:
             return self
         for p in self.parameters():
-            host = backend_for(p.value).to_numpy(p.value)
-            p.value = target.asarray(host, dtype)
+            p.value = transfer(p.value, target, dtype)
             p.grad = None
         return self
 
@@ -145,8 +144,7 @@ class Module:
             if got_dtype != dtype:
                 raise CheckpointError(f"parameter {name!r} is {got_dtype} in the file but the model is {dtype}")
         for name, p in own.items():
-            value = arrays[name]
-            p.value = backend.asarray(backend_for(value).to_numpy(value), dtype)  # a copy: never aliased
+            p.value = transfer(arrays[name], backend, dtype)
             p.grad = None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
-from xpnet.backends import backend_for
+from xpnet.backends import backend_for, transfer
 from xpnet.backends.kernels import fast_paths_enabled, lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.flat import FlatBuffers
@@ -57,7 +57,7 @@ class Optimizer:
         for st in self.state:
             for key, value in st.items():
                 if key != "step" and not backend_for(value).same_as(backend):
-                    st[key] = backend.asarray(backend_for(value).to_numpy(value), dtype)
+                    st[key] = transfer(value, backend, dtype)
                     self._flat = None
         return self
 

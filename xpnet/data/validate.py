@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backends import Backend, backend_for
+from xpnet.backends import Backend, backend_for, transfer
 from xpnet.core.arrays import dtype_name
 from xpnet.errors import DataError, DTypeError, ShapeError
 
@@ -12,7 +12,7 @@ def to_backend(backend: Backend, a: Any) -> Any:
     """`a` on `backend`, copied through the host only if it lives elsewhere (labels as NumPy, say)."""
     if backend_for(a).same_as(backend):
         return a
-    return backend.asarray(backend_for(a).to_numpy(a))
+    return transfer(a, backend)
 
 
 def check_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
