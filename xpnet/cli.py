@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
     train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch (default: the libraries' own)")
+    graph = train.add_mutually_exclusive_group()
+    graph.add_argument("--graph", dest="graph", action="store_true", default=None,
+                       help="capture the training step once as a CUDA graph and replay it for every batch (default: "
+                            "on where the backend supports it, i.e. cupy on a CUDA GPU; off elsewhere)")
+    graph.add_argument("--no-graph", dest="graph", action="store_false",
+                       help="run every step eagerly, launching each kernel from Python (for debugging, or to "
+                            "compare with the graph)")
 
     ev = sub.add_parser("eval", help="evaluate a saved model on its task's test data",
                         description="Load a model file written by `xpnet train` and report its test metrics.")
@@ -110,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "lenet) (samples/s over whole epochs, "
                            "data resident, warm-up excluded, repeats interleaved, median and min-max) for each "
                            "backend x batch size x optimizer, beside a plain NumPy and a native PyTorch eager "
-                           "implementation, each also as a fraction of the float32 GEMM floor.")
+                           "implementation and, on a CUDA GPU, native PyTorch eager, with the whole step in one "
+                           "CUDA graph, and torch.compile'd (torch-cuda-eager, torch-cuda-graph, "
+                           "torch-cuda-compile), each also as a fraction of the float32 GEMM floor.")
     add_bench_arguments(bench)
 
     sub.add_parser("info", help="list the backends: available or not and why, versions, devices",
-                   description="Show which array backends can run here, their library versions and devices.")
+                   description="Show which array backends can run here, their library versions and devices; for a "
+                   "GPU its name, compute capability, memory and CUDA versions.")
     return parser
 
 
@@ -154,17 +164,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_info() -> int:
-    from xpnet import __version__
-    from xpnet.backends import backend_status
+    from xpnet.commands.info_cmd import run_info as run
 
-    print(f"xpnet {__version__} on Python {platform.python_version()} ({platform.machine()}, {os.cpu_count()} CPUs)")
-    for s in backend_status():
-        if s.available:
-            versions = ", ".join(f"{k} {v}" for k, v in s.versions.items())
-            print(f"  {s.name:<7} available  device {s.device}  ({versions})")
-        else:
-            print(f"  {s.name:<7} unavailable: {s.reason}")
-    return 0
+    return run()
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:

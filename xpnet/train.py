@@ -27,7 +27,8 @@ from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, iterate_batches, num_batches
 from xpnet.data.validate import check_inputs, check_targets
 from xpnet.errors import CheckpointError, DivergedError, TrainingInterrupted
-from xpnet.guard import NonFiniteLoss, describe_nonfinite, interrupt_requests
+from xpnet.guard import NonFiniteLoss, interrupt_requests
+from xpnet.steppers import make_stepper
 from xpnet.io.checkpoint import Checkpoints, checkpoint_files, load_latest_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
@@ -115,11 +116,15 @@ class _Position:
 def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any], *, epochs: int = 1,
         batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
         callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
-        on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000) -> History:
+        on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000,
+        graph: bool | None = None) -> History:
     """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
 
     x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
     probabilities, or (n, outputs) regression targets. Returns the per-epoch History.
+    graph: run each step as a captured device graph (None: wherever the backend supports capture, i.e.
+    CuPy; False: eager). On a GPU the loss and NaN checks stay on the device and are read once per
+    progress window; with on_nan='skip' a dropped step still counts in the schedule there.
     """
     _positive("epochs", epochs)
     _positive("batch_size", batch_size)
@@ -151,6 +156,7 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
                                    checkpoints.metadata, checkpoints.keep))
 
     model.train()
+    mode = step_mode(backend, graph)
     with _labels_checked(loss), interrupt_requests() as interrupted:
         for epoch in range(pos.epoch, epochs + 1):
             start = pos if epoch == pos.epoch else _Position(epoch)
@@ -158,7 +164,7 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
                 backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch; mid-epoch resumes restore it
             run = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, start, on_nan, history,
                             checkpoint if checkpoints is not None and checkpoints.every_steps else None,
-                            checkpoints.every_steps if checkpoints is not None else None, interrupted)
+                            checkpoints.every_steps if checkpoints is not None else None, interrupted, mode)
             end = run.run(epoch_order(x.shape[0], seed, epoch, shuffle), progress, f"epoch {epoch}/{epochs}")
             if end.batch < batches:  # stopped by Ctrl-C / SIGTERM after a whole step
                 saved = checkpoint(end)
@@ -185,69 +191,69 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
 
 
 class _EpochRun:
-    """One pass over the data from `start`, with progress, NaN handling, step checkpoints and interrupts."""
+    """One pass over the data from `start`, with progress, NaN handling, step checkpoints and interrupts.
+    How each step runs and reports its loss is the stepper's business (steppers.py)."""
 
     def __init__(self, backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
                  batch_size: int, start: _Position, on_nan: str, history: History, checkpoint: Any,
-                 every: int | None, interrupted: Any) -> None:
-        self.backend, self.model, self.loss, self.optimizer = backend, model, loss, optimizer
-        self.x, self.y, self.batch_size, self.start, self.on_nan = x, y, batch_size, start, on_nan
-        self.history, self.checkpoint, self.every, self.interrupted = history, checkpoint, every, interrupted
+                 every: int | None, interrupted: Any, mode: str = "checked") -> None:
+        self.backend, self.x, self.batch_size, self.start = backend, x, batch_size, start
+        self.checkpoint, self.every, self.interrupted = checkpoint, every, interrupted
+        self.stepper = make_stepper(mode, backend, model, loss, optimizer, x, y, batch_size, on_nan, history,
+                                    start.loss_sum, start.seen)
 
     def run(self, order: Any, progress: bool, desc: str) -> _Position:
-        x, y, pos = self.x, self.y, self.start
-        bar = tqdm(total=x.shape[0], initial=pos.seen, unit="sample", unit_scale=True, desc=desc,
+        pos, stepper = self.start, self.stepper
+        bar = tqdm(total=self.x.shape[0], initial=pos.seen, unit="sample", unit_scale=True, desc=desc,
                    disable=not progress, dynamic_ncols=True, leave=False)
-        # Summed on the device and read back for the progress bar and checkpoints. (The NaN guard in _step
-        # does read each batch's loss: free on a CPU, a sync per step on a GPU.)
-        total: Any = pos.loss_sum
-        seen, batch, clock = pos.seen, pos.batch, time.perf_counter()
-        for step, (xb, yb) in enumerate(iterate_batches(self.backend, x, y, self.batch_size, order, pos.batch)):
-            batch_loss = self._step(xb, yb, pos.epoch, batch + 1)
-            batch, rows = batch + 1, xb.shape[0]
-            if batch_loss is not None:
-                total, seen = total + batch_loss * rows, seen + rows
+        batch, clock = pos.batch, time.perf_counter()
+        last = num_batches(self.x.shape[0], self.batch_size)
+        for step, rows in enumerate(stepper.batches(order, pos.batch)):
+            batch += 1
+            stepper.step(pos.epoch, batch)
             if progress:
                 bar.update(rows)
-                if step % PROGRESS_EVERY == 0 and seen:
-                    bar.set_postfix(loss=f"{float(total) / seen:.4f}", refresh=False)
+                if step % PROGRESS_EVERY == 0:  # the one read-back per window
+                    total, seen = stepper.totals(pos.epoch)
+                    if seen:
+                        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             if self.interrupted() or (self.every and batch % self.every == 0):
-                now = _Position(pos.epoch, batch, float(total), seen, pos.seconds + time.perf_counter() - clock)
+                total, seen = stepper.totals(pos.epoch)
+                now = _Position(pos.epoch, batch, total, seen, pos.seconds + time.perf_counter() - clock)
                 if self.interrupted():
                     bar.close()
                     return now
-                if batch < num_batches(x.shape[0], self.batch_size):  # the epoch-end checkpoint covers the last
+                if batch < last:  # the epoch-end checkpoint covers the last
                     self.checkpoint(now)
+        total, seen = stepper.totals(pos.epoch)  # waits for the device, so the clock below is honest
         self.backend.synchronize()
         seconds = pos.seconds + time.perf_counter() - clock
         bar.close()
-        mean = float(total) / max(seen, 1)
+        mean = total / max(seen, 1)
         if not math.isfinite(mean) or seen == 0:
             raise DivergedError(f"training diverged: the mean loss of {desc} is {mean}; lower the learning rate")
-        return _Position(pos.epoch, batch, float(total), seen, seconds)
-
-    def _step(self, xb: Any, yb: Any, epoch: int, batch: int) -> Any:
-        try:
-            return train_step(self.model, self.loss, self.optimizer, xb, yb, check_finite=True)
-        except NonFiniteLoss as exc:
-            where = f"epoch {epoch}, batch {batch} (optimizer step {self.optimizer.steps + 1})"
-            if self.on_nan == "skip":
-                self.optimizer.zero_grad()
-                self.history.skipped_steps += 1
-                print(f"xpnet: skipped {where}: loss is {exc.value}", file=sys.stderr)
-                return None
-            cause = describe_nonfinite(self.model, xb)
-            raise DivergedError(f"loss became {exc.value} at {where}; {cause}; the weights were not updated "
-                                f"with it - lower the learning rate, or pass on_nan='skip' / --on-nan skip") from None
+        return _Position(pos.epoch, batch, total, seen, seconds)
 
 
 def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                batch_size: int, order: Any, progress: bool = False, desc: str = "") -> tuple[float, float]:
-    """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds)."""
+                batch_size: int, order: Any, progress: bool = False, desc: str = "", graph: bool = False
+                ) -> tuple[float, float]:
+    """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds).
+    graph=True runs the step as a captured graph (see fit); its graphs are kept for the next call."""
     with _labels_checked(loss):
         end = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, _Position(), "stop", History(), None, None,
-                        lambda: False).run(order, progress, desc or "epoch")
+                        lambda: False, step_mode(backend, graph)).run(order, progress, desc or "epoch")
     return end.loss_sum / end.seen, end.seconds
+
+
+def step_mode(backend: Backend, graph: bool | None) -> str:
+    """Which stepper: a captured graph where asked (None: wherever the backend can capture), else the
+    windowed device-side loop where reading a value waits for the device, else per-step checks."""
+    if graph is None:
+        graph = backend.supports_capture
+    if graph:
+        return "graph"
+    return "windowed" if backend.sync_costly else "checked"
 
 
 @contextmanager

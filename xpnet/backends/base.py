@@ -14,6 +14,11 @@ class Backend:
     """
 
     name: str = "generic"
+    # True where reading a value back waits for the device (a GPU): the training loop then keeps its loss
+    # sums and NaN checks on the device and reads them once per progress window instead of every step.
+    sync_costly: bool = False
+    # True where `capture` records a real graph; elsewhere it returns the step to run eagerly each time.
+    supports_capture: bool = False
 
     def __init__(self, xp: Any, device: Any, versions: dict[str, str] | None = None) -> None:
         self.xp = xp
@@ -58,6 +63,12 @@ class Backend:
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """U[0, 1) samples of `shape` on the device. Default: drawn on the host and copied over."""
         return self.xp.asarray(self._host_rng.random(shape, dtype=np.float64), dtype=dtype, device=self.device)
+
+    # -- graphs -------------------------------------------------------------------------------
+    def capture(self, step: Any) -> Any:
+        """A callable replaying `step` (a function of no arguments over fixed buffers). Here: `step`
+        itself, run eagerly each time; a GPU backend records it once as a graph and replays that."""
+        return step
 
     # -- identity -----------------------------------------------------------------------------
     def same_as(self, other: "Backend") -> bool:

@@ -38,7 +38,11 @@ def _import_cupy() -> Any:
 
 
 class CupyBackend(Backend):
+    """CuPy on one GPU: fused kernels registered, dropout from a capture-safe Philox stream, graph capture."""
+
     name = "cupy"
+    sync_costly = True  # a read-back waits for the GPU: the training loop keeps its checks on the device
+    supports_capture = True
 
     def __init__(self, device_id: Any = 0) -> None:
         device_id = int(getattr(device_id, "id", device_id))
@@ -51,8 +55,13 @@ class CupyBackend(Backend):
         versions = {"cupy": cupy.__version__, "cuda_runtime": str(cupy.cuda.runtime.runtimeGetVersion()),
                     "cuda_driver": str(cupy.cuda.runtime.driverGetVersion())}
         super().__init__(xp_cupy, dev, versions)
+        _register_kernels()
+        # Dropout masks come from Philox keyed by the seed at a device call counter (cupy_philox), not
+        # from cuRAND: the counter advances on the device, so a captured graph draws new masks per replay.
+        self._seed = 0
         with dev:
-            self._gen = cupy.random.default_rng(0)
+            self._counter = cupy.zeros((), dtype=cupy.uint64)
+        self._graph_pool: Any = None
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         a = np.ascontiguousarray(host)
@@ -66,22 +75,64 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
 
     def seed(self, seed: int) -> None:
-        with self.device:
-            self._gen = self._cupy.random.default_rng(seed)
+        self._seed = int(seed)
+        self._counter[...] = 0
 
     def rng_state(self) -> Any:
-        return None  # CuPy's generators expose no state to save: a mid-epoch resume redraws dropout masks
+        return {"seed": self._seed, "counter": int(self._counter)}  # one read, at checkpoints only
 
     def set_rng_state(self, state: Any) -> None:
-        pass
+        self._seed = int(state["seed"])
+        self._counter[...] = int(state["counter"])
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        from xpnet.backends.cupy_philox import philox_uniform
+
         with self.device:
-            return self._gen.random(shape, dtype=dtype)
+            return philox_uniform(shape, dtype, self._seed, self._counter)
+
+    def capture(self, step: Any) -> Any:
+        """Record `step` once as a CUDA graph on a side stream; return a function that replays it on the
+        current stream. Its temporaries come from a pool of their own that nothing else allocates from,
+        so a replay never writes into memory that eager code has been handed since."""
+        cupy = self._cupy
+        from xpnet.backends import cuda_blas
+
+        cuda_blas.prepare(self.device.id)  # a cuBLAS handle cannot be created inside a capture
+        if self._graph_pool is None:
+            self._graph_pool = cupy.cuda.MemoryPool()
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with self.device, cupy.cuda.using_allocator(self._graph_pool.malloc), stream:
+            stream.begin_capture()
+            try:
+                step()
+            finally:
+                graph = stream.end_capture()  # also ends a capture that the step broke off
+        self._graphs = getattr(self, "_graphs", []) + [graph]  # kept alive with the backend
+
+        def replay() -> None:
+            graph.launch(stream=cupy.cuda.get_current_stream())
+
+        return replay
 
     def describe_device(self) -> str:
         props = self._cupy.cuda.runtime.getDeviceProperties(self.device.id)
         return f"cuda:{self.device.id} ({props['name'].decode()})"
+
+
+_registered = False
+
+
+def _register_kernels() -> None:
+    """CuPy's fused kernels, conv/pool kernels and the capture-safe matmul, into the kernel table once."""
+    global _registered
+    if not _registered:
+        from xpnet.backends import cuda_blas, cupy_conv, cupy_kernels
+
+        cupy_kernels.register_all()
+        cupy_conv.register_all()
+        cuda_blas.register_all()
+        _registered = True
 
 
 def make(device_id: Any = 0) -> CupyBackend:

@@ -19,10 +19,14 @@ def concat_into(arrays: list[np.ndarray], out: np.ndarray) -> np.ndarray:
     return np.concatenate([a.reshape(-1) for a in arrays], out=out)
 
 
-def adam_update(xp: Any, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: float, beta1: float,
-                beta2: float, eps: float, step: int, weight_decay: float, decoupled: bool) -> tuple[Any, Any, Any]:
+def adam_update(xp: Any, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: Any, beta1: float,
+                beta2: float, eps: float, step: Any, weight_decay: float, decoupled: bool,
+                gate: Any = None) -> tuple[Any, Any, Any]:
     """core.update_math.adam_update as 12 elementwise passes that reuse one temporary array.
     Uses p -= lr sqrt(c2)/c1 * m / (sqrt(v) + eps sqrt(c2)), algebraically the reference's update."""
+    if gate is not None and not bool(gate):  # a step dropped for a NaN loss (reading it is free on the host)
+        return p, m, v
+    lr, step = float(lr), float(step)  # 0-d arrays in graph mode
     if decoupled:
         p *= 1.0 - lr * weight_decay
     elif weight_decay:

@@ -25,6 +25,7 @@ class TorchBackend(Backend):
         dev = torch.device(device)
         super().__init__(xp_torch, dev, {"torch": torch.__version__})
         self._gen = torch.Generator(device=dev)
+        self.sync_costly = dev.type == "cuda"
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         dt = None if dtype is None else self.dtype(dtype)

@@ -19,8 +19,9 @@ class _StopAt:
 
 
 def time_to_accuracy(backend_name: str, target: float, data_dir: str | None, max_epochs: int = 10,
-                     seed: int = 0) -> dict[str, Any]:
-    """Run `xpnet train mnist`'s recipe on `backend_name` until test accuracy >= target (or max_epochs)."""
+                     seed: int = 0, graph: bool = False) -> dict[str, Any]:
+    """Run `xpnet train mnist`'s recipe on `backend_name` until test accuracy >= target (or max_epochs);
+    graph: each step replayed from a CUDA graph (the xpnet-cupy-graph contender) or not (xpnet-cupy)."""
     from xpnet.backends import get_backend
     from xpnet.commands.train_cmd import _schedule
     from xpnet.core.optim import make_optimizer
@@ -35,6 +36,6 @@ def time_to_accuracy(backend_name: str, target: float, data_dir: str | None, max
     opt = make_optimizer(d.optimizer, problem.model.parameters(), d.lr, 0.0, _schedule(d.schedule, steps))
     stop = _StopAt(target)
     history = fit(problem.model, problem.loss, opt, problem.train, epochs=max_epochs, batch_size=d.batch_size,
-                  validation=problem.test, seed=seed, callbacks=[stop], validation_prefix="test")
+                  validation=problem.test, seed=seed, callbacks=[stop], validation_prefix="test", graph=graph)
     return {"backend": backend_name, "target": target, "reached": stop.reached,
             "epochs_run": len(history.epochs), "best_accuracy": max(history["test_accuracy"])}

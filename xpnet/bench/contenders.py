@@ -1,4 +1,6 @@
-"""The contenders `xpnet bench` times: xpnet on a backend, a plain NumPy MLP, and native PyTorch eager.
+"""The contenders `xpnet bench` times: xpnet on a backend (optionally with its CUDA-graph step), a plain
+NumPy MLP, and native PyTorch: eager on the CPU, and on a CUDA GPU eager, one CUDA graph per step, and
+torch.compile.
 
 Each trains the benchmark's model (the 784-128-64-10 ReLU MLP, or LeNet-5 as in models/lenet.py) with
 softmax cross-entropy on data already resident where it computes, in the same shuffled batches, and times
@@ -7,12 +9,24 @@ whole epochs (device synchronised before the clock). The plain NumPy reference e
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 LR = {"sgd": 0.1, "momentum": 0.05, "adam": 1e-3}
 MODELS = ("mlp", "lenet")
+XPNET_BACKENDS = ("numpy", "cupy", "torch", "strict")  # xpnet.backends.NAMES, without importing the backends
+GPU_REFERENCE_NAMES = ("torch-cuda-eager", "torch-cuda-graph", "torch-cuda-compile")
+REFERENCE_NAMES = ("numpy-reference", "torch-eager", *GPU_REFERENCE_NAMES)
+# torch.compile's mode for torch-cuda-compile (`xpnet bench --compile-mode` chooses another: "default" for a
+# quicker compile, "reduce-overhead" to add CUDA graphs)
+COMPILE_MODE = "max-autotune-no-cudagraphs"
+GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before capture (PyTorch's whole-network example)
+
+
+class ContenderUnavailable(Exception):
+    """This contender cannot run here (no CUDA device, compilation failed): skipped with this reason."""
 
 
 class Contender:
@@ -32,15 +46,37 @@ class Contender:
     def info(self) -> dict[str, Any]:
         return {}
 
+    def gemm_gflops(self) -> float | None:
+        """This contender's device's float32 GEMM rate, for a GPU; None on the CPU (the run's NumPy rate)."""
+        return None
+
+
+def _time_gemm(matmul: Any, sync: Any, n: int, repeats: int = 10) -> float:
+    """GFLOP/s of the best of `repeats` calls of matmul() (an n x n x n float32 product), synchronised."""
+    matmul()
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+GPU_GEMM_SIZE = 4096  # a 1024^3 product takes tens of microseconds on a large GPU: too short to time well
+
 
 class XpnetContender(Contender):
-    """xpnet's own training loop (the one `fit` runs) on one backend."""
+    """xpnet's own training loop (the one `fit` runs) on one backend; graph=True: train_epoch(graph=True),
+    each step replayed from a captured CUDA graph where the backend supports it."""
 
-    def __init__(self, backend_name: str) -> None:
+    def __init__(self, backend_name: str, graph: bool = False) -> None:
         from xpnet.backends import get_backend
 
         self.backend = get_backend(backend_name)
-        self.name = f"xpnet-{backend_name}"
+        self.graph = graph
+        self.name = f"xpnet-{backend_name}" + ("-graph" if graph else "")
 
     def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
               model: str = "mlp") -> None:
@@ -60,11 +96,23 @@ class XpnetContender(Contender):
 
         order = epoch_order(self.x.shape[0], self.seed, epoch)
         _, seconds = train_epoch(self.backend, self.model, self.loss, self.optimizer, self.x, self.y,
-                                  self.batch_size, order, progress=False, desc="")
+                                  self.batch_size, order, progress=False, desc="", graph=self.graph)
         return seconds
 
     def info(self) -> dict[str, Any]:
-        return {"device": self.backend.describe_device(), **self.backend.versions}
+        return {"device": self.backend.describe_device(), **self.backend.versions,
+                **({"graph": True} if self.graph else {})}
+
+    def _on_gpu(self) -> bool:
+        return self.backend.name == "cupy" or getattr(self.backend.device, "type", "") == "cuda"
+
+    def gemm_gflops(self) -> float | None:
+        if not self._on_gpu():
+            return None
+        b, n = self.backend, GPU_GEMM_SIZE
+        rng = np.random.default_rng(0)
+        x, w = (b.asarray(rng.random((n, n), dtype=np.float32)) for _ in range(2))
+        return _time_gemm(lambda: x @ w, b.synchronize, n)
 
 
 class NumpyReference(Contender):
@@ -127,14 +175,24 @@ class NumpyReference(Contender):
 
 
 class TorchReference(Contender):
-    """Native PyTorch eager: nn.Sequential, autograd, torch.optim (foreach), CrossEntropyLoss."""
+    """Native PyTorch eager: nn.Sequential, autograd, torch.optim (foreach), CrossEntropyLoss.
+
+    device "cpu" is `torch-eager`; device "cuda" is `torch-cuda-eager`, the same code with the data, model and
+    optimizer state on the GPU."""
 
     name = "torch-eager"
+    capturable = False  # Adam(capturable=True): its step count lives on the device, as a CUDA graph needs
 
     def __init__(self, device: str = "cpu") -> None:
         import torch
 
         self.torch, self.device = torch, torch.device(device)
+        if type(self) is TorchReference:
+            self.name = "torch-eager" if self.device.type == "cpu" else f"torch-{self.device.type}-eager"
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ContenderUnavailable(f"needs a CUDA GPU; torch.cuda.is_available() is False here "
+                                       f"(torch {torch.__version__}, {build})")
 
     def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
               model: str = "mlp") -> None:
@@ -144,7 +202,8 @@ class TorchReference(Contender):
                       nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                                     nn.Linear(64, 10))).to(self.device)
         params, lr = self.model.parameters(), LR[optimizer]
-        self.opt = (torch.optim.Adam(params, lr) if optimizer == "adam"
+        capturable = self.capturable and self.device.type == "cuda"  # CPU tensors cannot be capturable
+        self.opt = (torch.optim.Adam(params, lr, capturable=capturable) if optimizer == "adam"
                     else torch.optim.SGD(params, lr, momentum=0.9 if optimizer == "momentum" else 0.0))
         self.loss = nn.CrossEntropyLoss()
         self.x = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
@@ -177,10 +236,228 @@ class TorchReference(Contender):
         return time.perf_counter() - start
 
     def info(self) -> dict[str, Any]:
-        return {"device": str(self.device), "torch": self.torch.__version__}
+        out = {"device": str(self.device), "torch": self.torch.__version__}
+        if self.device.type == "cuda":
+            out.update(device=f"{self.device} ({self.torch.cuda.get_device_name(self.device)})",
+                       cuda=str(self.torch.version.cuda))
+        return out
+
+    def gemm_gflops(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        n = GPU_GEMM_SIZE
+        a, b = (self.torch.rand((n, n), device=self.device, dtype=self.torch.float32) for _ in range(2))
+        return _time_gemm(lambda: a @ b, self._sync, n)
+
+    # -- shared by the graph and compile contenders ----------------------------------------------------
+    def _batch_sizes(self) -> list[int]:
+        """The distinct batch sizes an epoch uses: the full one, and the last partial batch's if any."""
+        n, b = self.x.shape[0], self.batch_size
+        return sorted({min(b, n), n % b} - {0}, reverse=True)
+
+    def _snapshot(self) -> list[Any]:
+        return [p.detach().clone() for p in self.model.parameters()]
+
+    def _restore(self, snapshot: list[Any]) -> None:
+        """Undo the set-up steps in place (the tensors a graph or compiled step holds stay the same objects):
+        the parameters as they were, and the optimizer's moments and step counts zero, which is how a fresh
+        optimizer behaves (SGD's momentum buffer 0 then `buf = 0.9 * 0 + g` is its first step's `buf = g`)."""
+        with self.torch.no_grad():
+            for p, saved in zip(self.model.parameters(), snapshot):
+                p.copy_(saved)
+            for state in self.opt.state.values():
+                for value in state.values():
+                    if isinstance(value, self.torch.Tensor):
+                        value.zero_()
+        self.opt.zero_grad(set_to_none=True)
+        self._sync()
+
+    def _step(self, xb: Any, yb: Any) -> None:
+        """Forward, loss, backward and update; the gradients must be None before (they are assigned)."""
+        self.loss(self.model(xb), yb).backward()
+        self.opt.step()
 
 
-REFERENCE_NAMES = ("numpy-reference", "torch-eager")
+class TorchCudaGraph(TorchReference):
+    """Native PyTorch with the whole step - forward, loss, backward, optimizer.step - captured once as a CUDA
+    graph and replayed for every batch, as in PyTorch's "whole-network capture" recipe (CUDA semantics notes):
+
+    - Adam(capturable=True) keeps its step count on the GPU, so the update replays correctly; SGD (with or
+      without momentum) has no host-side state.
+    - Warm-up: 3 eager steps on a side stream (lazy initialisation: cuBLAS workspaces, autograd streams, the
+      optimizer's state, which must exist before capture or the graph would re-create it every replay); the
+      same stream then captures (so nothing is first initialised on the capture stream mid-capture).
+    - The gradients are None at capture, so the captured backward writes (not accumulates) them into the
+      graph's own memory, where the captured optimizer step reads them: no zero_grad in the replayed step.
+    - Each batch's rows are gathered into static input and label tensors (index_select into them) and the
+      graph replayed. The last partial batch (60,000 % 128 = 96 rows) replays a second graph, captured the
+      same way for that shape in its own memory pool: both graphs update the same parameters and optimizer
+      state in place. (Run eagerly instead, it would add a whole eager step's launch overhead to every epoch,
+      which at batch 2048 is only 30 steps long.)
+    - The warm-up steps are undone before capture (parameters restored, optimizer state zeroed in place), so
+      an epoch trains what torch-cuda-eager trains on the same batches (up to the rounding of capturable
+      Adam's on-device arithmetic).
+
+    On a CPU device (tests only; the registry never builds one) nothing is captured: the "replay" runs the
+    same step eagerly, so the bookkeeping around the graphs can be checked without a GPU.
+    """
+
+    name = "torch-cuda-graph"
+    capturable = True
+
+    def __init__(self, device: str = "cuda") -> None:
+        super().__init__(device)
+        self.graphs: dict[int, tuple[Any, Any, Any]] = {}
+
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
+        self.graphs = {}  # the previous configuration's graphs (and their memory pools) go first
+        super().setup(x, y, batch_size, optimizer, seed, model)
+        torch = self.torch
+        cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if cuda else None
+        initial = self._snapshot()
+        statics = {}
+        for size in self._batch_sizes():
+            rows = torch.arange(size, device=self.device)
+            statics[size] = (self.x[rows], self.y[rows])  # real rows: warm-up on garbage could overflow
+            self._warm_up(*statics[size])
+        self._restore(initial)
+        for size, (sx, sy) in statics.items():
+            self.graphs[size] = (sx, sy, self._capture(sx, sy))
+
+    def _warm_up(self, sx: Any, sy: Any) -> None:
+        torch = self.torch
+        if self.stream is None:
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self.opt.zero_grad(set_to_none=True)
+                self._step(sx, sy)
+            return
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream), warnings.catch_warnings():
+            # Adam(capturable=True) warns once that it steps outside a graph: here that is the point
+            warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self.opt.zero_grad(set_to_none=True)
+                self._step(sx, sy)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
+
+    def _capture(self, sx: Any, sy: Any) -> Any:
+        torch = self.torch
+        self.opt.zero_grad(set_to_none=True)  # the captured backward then allocates the grads in the graph
+        if self.stream is None:
+            def replay() -> None:
+                self.opt.zero_grad(set_to_none=True)
+                self._step(sx, sy)
+            return replay
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            self._step(sx, sy)
+        return graph.replay
+
+    def epoch(self, epoch: int) -> float:
+        torch = self.torch
+        order = np.random.default_rng((self.seed, epoch)).permutation(self.x.shape[0])
+        index = torch.from_numpy(order).to(self.device)
+        n, b = len(order), self.batch_size
+        self._sync()
+        start = time.perf_counter()
+        for i in range(0, n, b):
+            sx, sy, replay = self.graphs[min(b, n - i)]
+            rows = index[i:i + b]
+            torch.index_select(self.x, 0, rows, out=sx)
+            torch.index_select(self.y, 0, rows, out=sy)
+            replay()
+        self._sync()
+        return time.perf_counter() - start
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "step": "whole step in one CUDA graph (second graph for the partial batch)"}
+
+
+class TorchCudaCompile(TorchReference):
+    """Native PyTorch with the step compiled: torch.compile(step, mode="max-autotune-no-cudagraphs",
+    dynamic=False), the step being forward, loss, backward and optimizer.step. Dynamo breaks the graph at
+    loss.backward(): the forward and loss are one compiled graph whose backward AOTAutograd compiles with it,
+    and optimizer.step() is a second compiled graph (Dynamo makes Adam capturable, as here explicitly).
+
+    Why this mode: it gives Inductor's fused kernels and the GEMM tiles its autotuner picks for these exact
+    shapes, without CUDA graphs. CUDA graphs are what torch-cuda-graph measures, better than
+    "reduce-overhead" would (one graph for the whole step there, against cudagraph trees' separate forward/
+    backward and optimizer graphs, split at the graph break), and cudagraph trees in a hand-written training
+    loop bring their own failure modes (step-boundary heuristics, "overwritten by a subsequent run",
+    skipped graphs on mutated inputs) that surface at run time, not at set-up. So the three CUDA references
+    separate the two effects: eager, graphs alone, compiled kernels alone. The price is compile time: the
+    autotuner tries GEMM tiles for every shape (twice per batch size with a partial batch), at set-up.
+    `xpnet bench --compile-mode` chooses another mode ("default" compiles quicker; --quick uses it).
+
+    Each distinct batch shape (the full batch, and the last partial one) is compiled as its own static graph
+    at set-up, by a few steps that are then undone (parameters restored, optimizer state zeroed in place); a
+    compilation error there makes the contender unavailable with the reason instead of failing the bench.
+    """
+
+    name = "torch-cuda-compile"
+    capturable = True
+
+    def __init__(self, device: str = "cuda", mode: str | None = None, backend: str = "inductor") -> None:
+        super().__init__(device)
+        self.mode = mode or COMPILE_MODE
+        self.backend = backend  # tests on a CPU pass "aot_eager": Dynamo and AOTAutograd without codegen
+
+    def setup(self, x: np.ndarray, y: np.ndarray, batch_size: int, optimizer: str, seed: int,
+              model: str = "mlp") -> None:
+        torch = self.torch
+        torch._dynamo.reset()  # the previous configuration's compiled code is for other objects and shapes
+        super().setup(x, y, batch_size, optimizer, seed, model)
+        initial = self._snapshot()
+        try:
+            mode = {"mode": self.mode} if self.backend == "inductor" else {}  # modes are Inductor's
+            self.compiled = torch.compile(self._step, backend=self.backend, dynamic=False, **mode)
+            for size in self._batch_sizes():
+                rows = torch.arange(size, device=self.device)
+                for _ in range(3):  # the first optimizer call sees no state yet: the second recompiles
+                    self.opt.zero_grad(set_to_none=True)
+                    self.compiled(self.x[rows], self.y[rows])
+            self._sync()
+        except Exception as exc:
+            message = " ".join(str(exc).split())[:300] or "no message"
+            raise ContenderUnavailable(f"torch.compile(mode={self.mode!r}) failed at set-up: "
+                                       f"{type(exc).__name__}: {message}") from None
+        self._restore(initial)
+
+    def epoch(self, epoch: int) -> float:
+        order = np.random.default_rng((self.seed, epoch)).permutation(self.x.shape[0])
+        index = self.torch.from_numpy(order).to(self.device)
+        self._sync()
+        start = time.perf_counter()
+        for i in range(0, len(order), self.batch_size):
+            rows = index[i:i + self.batch_size]
+            self.opt.zero_grad(set_to_none=True)
+            self.compiled(self.x[rows], self.y[rows])
+        self._sync()
+        return time.perf_counter() - start
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "compile_mode": self.mode}
+
+
+def xpnet_parts(name: str) -> tuple[str, bool, bool] | None:
+    """'cupy-graph' -> ('cupy', graph, portable); None if `name` is not xpnet on a known backend."""
+    base = name.removeprefix("xpnet-")
+    portable = base.endswith("-portable")
+    base = base.removesuffix("-portable")
+    graph = base.endswith("-graph")
+    base = base.removesuffix("-graph")
+    return (base, graph, portable) if base in XPNET_BACKENDS else None
+
+
+def canonical(name: str) -> str:
+    """The name a worker is started with: references as they are, xpnet without its 'xpnet-' prefix."""
+    return name if name in REFERENCE_NAMES else name.removeprefix("xpnet-")
+
+
+def known(name: str) -> bool:
+    return name in REFERENCE_NAMES or xpnet_parts(name) is not None
 
 
 def supports(name: str, model: str) -> bool:
@@ -188,10 +465,23 @@ def supports(name: str, model: str) -> bool:
     return model in (NumpyReference.models if name == "numpy-reference" else MODELS)
 
 
-def make_contender(name: str) -> Contender:
-    """'numpy' / 'torch' / 'cupy' / 'strict' (xpnet on that backend), 'numpy-reference', 'torch-eager'."""
+def make_contender(name: str, compile_mode: str | None = None) -> Contender:
+    """'numpy' / 'torch' / 'cupy' / 'strict' (xpnet on that backend; '-graph' for train_epoch(graph=True)),
+    'numpy-reference', 'torch-eager', 'torch-cuda-eager', 'torch-cuda-graph', 'torch-cuda-compile'.
+    compile_mode: torch-cuda-compile's torch.compile mode (default COMPILE_MODE). Raises ContenderUnavailable
+    (a reference) or BackendUnavailable (xpnet) where it cannot run here."""
     if name == "numpy-reference":
         return NumpyReference()
     if name == "torch-eager":
         return TorchReference()
-    return XpnetContender(name)
+    if name == "torch-cuda-eager":
+        return TorchReference("cuda")
+    if name == "torch-cuda-graph":
+        return TorchCudaGraph()
+    if name == "torch-cuda-compile":
+        return TorchCudaCompile(mode=compile_mode)
+    parts = xpnet_parts(name)
+    if parts is None:
+        raise ValueError(f"unknown contender {name!r}")
+    base, graph, _ = parts  # '-portable' is the worker's business (it turns the fast paths off first)
+    return XpnetContender(base, graph=graph)

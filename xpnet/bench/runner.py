@@ -17,6 +17,10 @@ class BenchError(XpnetError, RuntimeError):
     """A contender failed to start or to run."""
 
 
+class Unavailable(BenchError):
+    """A contender cannot run here (no CUDA device, compilation failed): skipped, with this reason."""
+
+
 @dataclass
 class BenchConfig:
     contenders: list[str]
@@ -28,6 +32,7 @@ class BenchConfig:
     seed: int = 0
     data_dir: str | None = None
     model: str = "mlp"  # or "lenet"
+    compile_mode: str | None = None  # torch-cuda-compile's torch.compile mode; None: contenders.COMPILE_MODE
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Row:
     max_samples_per_second: float
     epoch_seconds: list[float] = field(default_factory=list)
     fraction_of_floor: float = 0.0  # achieved FLOP/s over the GEMM rate: 1.0 would be pure matmul speed
+    epoch_ms_60k: float = 0.0  # milliseconds a whole 60,000-sample MNIST epoch takes at the median rate
 
 
 class Worker:
@@ -51,19 +57,36 @@ class Worker:
         self.conn, child = ctx.Pipe()
         from xpnet.bench.worker import serve
 
-        self.process = ctx.Process(target=serve, args=(child, name, config.threads, config.data_dir, config.samples),
-                                   daemon=True)
+        self.process = ctx.Process(target=serve, args=(child, name, config.threads, config.data_dir, config.samples,
+                                                       config.compile_mode), daemon=True)
         self.process.start()
-        self.info = self._answer("start")
+        child.close()  # only the worker holds that end now: its death reads as EOF here, not as a hang
+        try:
+            self.info = self._answer("start")
+        except BenchError:
+            self.close()
+            raise
 
     def _answer(self, what: str) -> Any:
-        status, value = self.conn.recv()
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise self._died(what) from None
+        if status == "unavailable":
+            raise Unavailable(value)
         if status == "error":
             raise BenchError(f"{self.name}: {what} failed: {value.strip().splitlines()[-1] if value else ''}")
         return value
 
+    def _died(self, what: str) -> BenchError:
+        self.process.join(timeout=10)
+        return BenchError(f"{self.name}: the worker process died during {what} (exit code {self.process.exitcode})")
+
     def call(self, *msg: Any) -> Any:
-        self.conn.send(msg)
+        try:
+            self.conn.send(msg)
+        except OSError:  # BrokenPipeError: the worker is gone
+            raise self._died(msg[0]) from None
         return self._answer(msg[0])
 
     def close(self) -> None:
@@ -77,7 +100,10 @@ class Worker:
 
 
 def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> dict[str, Any]:
-    """Every contender x batch size x optimizer: samples/s over whole epochs. Returns a JSON-able dict."""
+    """Every contender x batch size x optimizer: samples/s over whole epochs. Returns a JSON-able dict.
+
+    A contender that cannot run here (a CUDA one without a GPU; torch.compile failing at set-up) is left out
+    and named under "skipped" with the reason; if none can run, BenchError says why for each."""
     from xpnet.backends.threads import set_threads
 
     set_threads(config.threads)
@@ -85,37 +111,57 @@ def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> 
     gemm = gemm_gflops()
     flops = training_flops(config.model)
     workers: list[Worker] = []
+    skipped: dict[str, str] = {}
+    info: dict[str, Any] = {}
+    rows: list[Row] = []
     try:
         for name in config.contenders:
             progress(f"starting {name}")
-            workers.append(Worker(name, config))
-        rows = []
+            try:
+                workers.append(Worker(name, config))
+            except Unavailable as exc:
+                skipped[label(name)] = str(exc)
+            else:
+                info[label(name)] = workers[-1].info
+        if not workers:
+            raise BenchError("no contender can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        # GPU contenders measure their GPU's GEMM rate; the best of those is every GPU contender's floor
+        gpu_gemm = max((w.info.get("gemm_gflops") or 0.0 for w in workers), default=0.0) or None
+        floors = {w.name: gpu_gemm if w.info.get("gemm_gflops") else gemm for w in workers}
         for batch in config.batch_sizes:
             for optimizer in config.optimizers:
-                rows += _measure(workers, config, batch, optimizer, gemm, flops, progress)
+                rows += _measure(workers, config, batch, optimizer, floors, flops, progress, skipped)
     finally:
         for w in workers:
             w.close()
-    return {"config": asdict(config), "gemm_gflops": gemm, "flops_per_sample": flops,
-            "contenders": {label(w.name): w.info for w in workers}, "rows": [asdict(r) for r in rows]}
+    return {"config": asdict(config), "gemm_gflops": gemm, "gpu_gemm_gflops": gpu_gemm, "flops_per_sample": flops,
+            "contenders": info, "rows": [asdict(r) for r in rows], "skipped": skipped}
 
 
 def label(name: str) -> str:
-    """'xpnet-numpy' for xpnet on a backend; references keep their own names."""
+    """'xpnet-numpy' for xpnet on a backend (xpnet-cupy-graph, xpnet-numpy-portable); references keep theirs."""
     from xpnet.bench.contenders import REFERENCE_NAMES
 
-    return name if name in REFERENCE_NAMES else f"xpnet-{name}"  # numpy-portable: xpnet-numpy-portable
+    return name if name in REFERENCE_NAMES else f"xpnet-{name}"
 
 
-def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: str, gemm: float, flops: int,
-             progress: Progress) -> list[Row]:
-    times: dict[str, list[float]] = {w.name: [] for w in workers}
-    for w in workers:
-        w.call("setup", batch, optimizer, config.seed, config.model)
+def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: str, floors: dict[str, float],
+             flops: int, progress: Progress, skipped: dict[str, str]) -> list[Row]:
+    """One (batch size, optimizer): set-up and a warm-up epoch each, then interleaved repeats. A contender
+    that becomes unavailable at set-up leaves `workers` (closed) for the rest of the run, into `skipped`."""
+    for w in list(workers):
+        try:
+            w.call("setup", batch, optimizer, config.seed, config.model)
+        except Unavailable as exc:
+            skipped[label(w.name)] = f"{exc} (at batch {batch}, {optimizer})"
+            workers.remove(w)
+            w.close()
+            continue
         progress(f"{w.name} batch {batch} {optimizer}: warm-up")
         w.call("epoch", 0)
+    times: dict[str, list[float]] = {w.name: [] for w in workers}
     for r in range(config.repeats):
-        k = r % len(workers)
+        k = r % len(workers) if workers else 0
         for w in workers[k:] + workers[:k]:
             progress(f"{w.name} batch {batch} {optimizer}: repeat {r + 1}/{config.repeats}")
             times[w.name].append(w.call("epoch", r + 1))
@@ -124,20 +170,28 @@ def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: 
         rates = [config.samples / t for t in times[w.name]]
         median = statistics.median(rates)
         rows.append(Row(label(w.name), batch, optimizer, median, min(rates), max(rates), times[w.name],
-                        median * flops / (gemm * 1e9)))
+                        median * flops / (floors[w.name] * 1e9), 60000 / median * 1e3))
     return rows
 
 
 def run_to_accuracy(config: BenchConfig, target: float, progress: Progress = lambda s: None) -> list[dict[str, Any]]:
-    """For each xpnet backend among the contenders: training seconds to first reach `target` test accuracy."""
+    """For each xpnet backend among the contenders: training seconds to first reach `target` test accuracy.
+    One that cannot run here gives {"contender", "skipped": reason}."""
     from xpnet.bench.contenders import REFERENCE_NAMES
 
     out = []
     for name in [c for c in config.contenders if c not in REFERENCE_NAMES]:
         progress(f"{name}: training to {target:.1%} test accuracy")
-        worker = Worker(name, BenchConfig([name], [], [], samples=1, threads=config.threads, data_dir=config.data_dir))
+        try:
+            worker = Worker(name, BenchConfig([name], [], [], samples=1, threads=config.threads,
+                                              data_dir=config.data_dir))
+        except Unavailable as exc:
+            out.append({"contender": label(name), "skipped": str(exc)})
+            continue
         try:
             out.append({**worker.call("to_accuracy", target, config.data_dir), "contender": label(name)})
         finally:
             worker.close()
+    if out and all("skipped" in r for r in out):
+        raise BenchError("no contender can run here: " + "; ".join(f"{r['contender']}: {r['skipped']}" for r in out))
     return out

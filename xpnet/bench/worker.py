@@ -21,9 +21,14 @@ def load_mnist_host(data_dir: str | None, samples: int) -> tuple[np.ndarray, np.
     return pixels(x[:samples]), y[:samples].astype(np.int64)
 
 
-def serve(conn: Connection, name: str, threads: int, data_dir: str | None, samples: int) -> None:
-    """Answer ('setup', batch, optimizer, seed), ('epoch', i), ('to_accuracy', target, data_dir) until ('quit',)."""
+def serve(conn: Connection, name: str, threads: int, data_dir: str | None, samples: int,
+          compile_mode: str | None = None) -> None:
+    """Answer ('setup', batch, optimizer, seed, model), ('epoch', i), ('to_accuracy', target, data_dir) until
+    ('quit',). Replies are ('ok', value), ('error', traceback) or ('unavailable', reason): the contender cannot
+    run here (no CUDA device, a failed compilation), which the runner reports as a skip, not a failure."""
     from xpnet.backends.threads import set_threads
+    from xpnet.bench.contenders import ContenderUnavailable
+    from xpnet.errors import BackendUnavailable
 
     try:
         set_threads(threads)
@@ -34,10 +39,17 @@ def serve(conn: Connection, name: str, threads: int, data_dir: str | None, sampl
             name = name.removesuffix("-portable")
         from xpnet.bench.contenders import make_contender
 
-        contender = make_contender(name)
+        contender = make_contender(name, compile_mode)
         set_threads(threads)  # again: the contender may have just imported torch
         x, y = load_mnist_host(data_dir, samples)
-        conn.send(("ready", contender.info()))
+        info = contender.info()
+        gemm = contender.gemm_gflops()  # a GPU's own GEMM rate; None on the CPU
+        if gemm is not None:
+            info["gemm_gflops"] = gemm
+        conn.send(("ready", info))
+    except (ContenderUnavailable, BackendUnavailable) as exc:
+        conn.send(("unavailable", str(exc)))
+        return
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -54,6 +66,9 @@ def serve(conn: Connection, name: str, threads: int, data_dir: str | None, sampl
             elif msg[0] == "to_accuracy":
                 from xpnet.bench.accuracy import time_to_accuracy
 
-                conn.send(("ok", time_to_accuracy(contender.backend.name, *msg[1:])))
+                conn.send(("ok", time_to_accuracy(contender.backend.name, *msg[1:],
+                                                  graph=getattr(contender, "graph", False))))
+        except ContenderUnavailable as exc:
+            conn.send(("unavailable", str(exc)))
         except Exception:
             conn.send(("error", traceback.format_exc()))

@@ -1,4 +1,5 @@
-"""`xpnet bench`: MNIST MLP or LeNet training throughput per backend, batch size and optimizer, beside references."""
+"""`xpnet bench`: MNIST MLP or LeNet training throughput per backend, batch size and optimizer, beside references
+(plain NumPy, PyTorch eager on the CPU; on a CUDA GPU PyTorch eager, CUDA-graph and torch.compile)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from xpnet.bench.contenders import GPU_REFERENCE_NAMES, canonical
 from xpnet.cli import write_json
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
@@ -19,15 +21,24 @@ MODEL_NAMES = {"mlp": "MNIST MLP 784-128-64-10 (ReLU)",
 
 
 def default_contenders(model: str = "mlp") -> list[str]:
-    """xpnet on every available backend except strict (a correctness tool), then the references that
-    implement `model` (the plain NumPy one is an MLP only)."""
+    """xpnet on every available backend except strict (a correctness tool), with cupy also as cupy-graph
+    (each step replayed from a CUDA graph), then the references that implement `model` (the plain NumPy one
+    is an MLP only): PyTorch eager on the CPU and, where torch sees a CUDA GPU, torch-cuda-eager,
+    torch-cuda-graph and torch-cuda-compile."""
     from xpnet.backends import available_backends
 
-    names = [b for b in available_backends() if b != "strict"]
+    names = []
+    for b in available_backends():
+        if b != "strict":
+            names += [b, "cupy-graph"] if b == "cupy" else [b]
     if model == "mlp":
         names.append("numpy-reference")
     if importlib.util.find_spec("torch") is not None:
+        import torch
+
         names.append("torch-eager")
+        if torch.cuda.is_available():
+            names += list(GPU_REFERENCE_NAMES)
     return names
 
 
@@ -37,8 +48,12 @@ def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", help="comma-separated contenders: xpnet backends (numpy, torch, cupy, strict; add "
-                                      "-portable, e.g. numpy-portable, for xpnet with its fast paths off) and "
-                                      "references (numpy-reference, torch-eager); default: all available but strict")
+                                      "-portable, e.g. numpy-portable, for xpnet with its fast paths off, and "
+                                      "-graph, e.g. cupy-graph, for its CUDA-graph step; an xpnet- prefix is "
+                                      "optional) and references (numpy-reference, torch-eager, and on a CUDA GPU "
+                                      "torch-cuda-eager, torch-cuda-graph, torch-cuda-compile); default: all "
+                                      "available but strict (cupy also as cupy-graph). One that cannot run here is "
+                                      "skipped with the reason")
     p.add_argument("--model", choices=["mlp", "lenet"], default="mlp",
                    help="network to train: the 784-128-64-10 MLP (default) or LeNet-5 (two 5x5 convolutions)")
     p.add_argument("--batch-sizes", help="comma-separated (default 32,128,512,2048; --quick: 128)")
@@ -46,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="timed epochs per contender, after one warm-up (default 5; --quick: 3)")
     p.add_argument("--samples", type=int, help="MNIST training samples per epoch (default 60000; --quick: 10000)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for every contender (default: one per core)")
+    p.add_argument("--compile-mode", metavar="MODE",
+                   help="torch.compile mode of torch-cuda-compile (default max-autotune-no-cudagraphs: Inductor's "
+                        "kernels with autotuned GEMMs, no CUDA graphs, which torch-cuda-graph measures; --quick: "
+                        "default, which compiles quicker; reduce-overhead adds CUDA graphs)")
     p.add_argument("--quick", action="store_true", help="a smaller run that finishes in under a minute")
     p.add_argument("--to-accuracy", type=float, metavar="ACC",
                    help="instead: training time each backend needs to first reach test accuracy ACC (e.g. 0.975)")
@@ -61,12 +80,14 @@ def run_bench(args: argparse.Namespace) -> int:
     from xpnet.data.mnist import load_mnist
 
     quick = args.quick
+    named = list(dict.fromkeys(canonical(c) for c in _csv(args.backends) or []))  # xpnet-cupy = cupy, once
     config = BenchConfig(
-        contenders=_csv(args.backends) or default_contenders(args.model),
+        contenders=named or default_contenders(args.model),
         batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
         optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
         repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
-        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model)
+        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model,
+        compile_mode=args.compile_mode or ("default" if quick else None))
     _validate(config)
     if args.to_accuracy and config.model != "mlp":
         raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
@@ -98,11 +119,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _validate(config: Any) -> None:
-    from xpnet.bench.contenders import LR, supports
+    from xpnet.bench.contenders import LR, REFERENCE_NAMES, XPNET_BACKENDS, known, supports
 
     if not config.contenders:
         raise ValueError("no contenders to run")
     for name in config.contenders:
+        if not known(name):
+            raise ValueError(f"unknown contender {name!r}; choose xpnet backends ({', '.join(XPNET_BACKENDS)}, "
+                             f"optionally with -graph or -portable) or references ({', '.join(REFERENCE_NAMES)})")
         if not supports(name, config.model):
             raise ValueError(f"{name} implements the MLP only and cannot train {config.model}; "
                              f"drop it from --backends (torch-eager is the reference for {config.model})")
@@ -120,7 +144,9 @@ def _validate(config: Any) -> None:
 def _print_accuracy(results: list[dict[str, Any]], target: float) -> None:
     print(f"time to {target:.1%} test accuracy (default mnist recipe, training time only, evaluation excluded):")
     for r in results:
-        if r["reached"]:
+        if "skipped" in r:
+            print(f"  {r['contender']:<20} skipped: {r['skipped']}")
+        elif r["reached"]:
             got = r["reached"]
             print(f"  {r['contender']:<20} {got['train_seconds']:7.2f} s  (epoch {got['epoch']}, "
                   f"test accuracy {got['test_accuracy']:.2%})")

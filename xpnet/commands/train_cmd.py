@@ -74,9 +74,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.checkpoint_dir:
         checkpoints = Checkpoints(args.checkpoint_dir, every_steps=args.checkpoint_every, keep=args.keep,
                                   resume=args.resume, metadata={**problem.metadata, "model": model_name})
+    graph = {} if args.graph is None else {"graph": args.graph}  # --graph / --no-graph; else fit's default
     history = fit(problem.model, problem.loss, optimizer, problem.train, epochs=epochs, batch_size=batch_size,
                   validation=problem.test, seed=args.seed, callbacks=callbacks, progress=progress,
-                  checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test")
+                  checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test", **graph)
     if history.stopped_early:
         print(f"xpnet: stopped early after epoch {history.last['epoch']} (no test-loss improvement "
               f"for {args.early_stopping} epochs)")

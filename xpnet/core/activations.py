@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from xpnet.backends.kernels import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.module import Module
 from xpnet.errors import NotDifferentiableError
@@ -39,8 +40,18 @@ class ReLU(Module):
     """y = max(x, 0). The 0/1 mask is kept: a multiply is cheaper than `where` on every backend."""
 
     def forward(self, x: Any) -> Any:
-        self._mask = namespace(x).astype(x > 0, x.dtype)
+        xp = namespace(x)
+        kernel = lookup(xp, "relu_forward")  # y and mask in one pass where a backend has it
+        if kernel is not None:
+            y, self._mask = kernel(xp, x)
+            return y
+        self._mask = xp.astype(x > 0, x.dtype)
         return x * self._mask
+
+    def fused(self, y: Any, mask: Any) -> Any:
+        """Take the output and mask of a bias+ReLU kernel that ran in the preceding Dense's place."""
+        self._mask = mask
+        return y
 
     def backward(self, dy: Any) -> Any:
         return dy * self._mask
@@ -78,7 +89,8 @@ class Sigmoid(Module):
         return self._y
 
     def backward(self, dy: Any) -> Any:
-        return dy * self._y * (1.0 - self._y)
+        kernel = lookup(namespace(dy), "sigmoid_backward")
+        return kernel(namespace(dy), dy, self._y) if kernel is not None else dy * self._y * (1.0 - self._y)
 
 
 class Tanh(Module):
@@ -89,7 +101,8 @@ class Tanh(Module):
         return self._y
 
     def backward(self, dy: Any) -> Any:
-        return dy * (1.0 - self._y * self._y)
+        kernel = lookup(namespace(dy), "tanh_backward")
+        return kernel(namespace(dy), dy, self._y) if kernel is not None else dy * (1.0 - self._y * self._y)
 
 
 class Swish(Module):

@@ -6,6 +6,7 @@ from typing import Any
 
 import array_api_compat
 
+from xpnet.backends.kernels import lookup
 from xpnet.errors import DTypeError, ShapeError
 
 FLOAT_NAMES = ("float16", "float32", "float64")
@@ -62,3 +63,10 @@ def check_matrix_input(owner: Any, x: Any, width: int, dtype: Any) -> None:
                              f"convert it, e.g. xp.astype(x, xp.{want}) / 255 for pixels")
         raise DTypeError(f"{layer} has {want} weights but got {got} input; convert the input to {want} "
                          f"or move the model with model.to(backend, dtype='{got}')")
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """a @ b, or the backend's registered "matmul" where it has one (CuPy's cuBLAS route that works
+    inside a CUDA-graph capture, which CuPy's own `@` refuses)."""
+    kernel = lookup(namespace(a), "matmul")
+    return a @ b if kernel is None else kernel(a, b)

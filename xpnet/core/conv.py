@@ -15,7 +15,7 @@ from typing import Any
 
 from xpnet.backends.host import host_namespace
 from xpnet.backends.kernels import lookup
-from xpnet.core.arrays import dtype_name, is_writeable, namespace
+from xpnet.core.arrays import dtype_name, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 from xpnet.errors import DTypeError, ShapeError
@@ -178,7 +178,7 @@ class Conv2D(Module):
         ho, wo = out_size(h, k, s, p), out_size(wd, k, s, p)
         cols = (lookup(xp, "im2col") or im2col)(xp, xp.permute_dims(x, (1, 2, 3, 0)), k, s, p)
         self._cols, self._in_shape = (cols if self.training else None), (h, wd, n)
-        y = xp.reshape(w, (self.out_channels, -1)) @ cols  # (Cout, Ho*Wo*N)
+        y = matmul(xp.reshape(w, (self.out_channels, -1)), cols)  # (Cout, Ho*Wo*N)
         if self.bias is not None:
             b = xp.reshape(self.bias.value, (-1, 1))
             if is_writeable(y):
@@ -193,12 +193,12 @@ class Conv2D(Module):
         xp = namespace(dy)
         w = self.weight.value
         dy2 = xp.reshape(xp.permute_dims(dy, (1, 2, 3, 0)), (self.out_channels, -1))  # (Cout, Ho*Wo*N)
-        self.weight.accumulate(xp.reshape(dy2 @ self._cols.mT, tuple(w.shape)))
+        self.weight.accumulate(xp.reshape(matmul(dy2, self._cols.mT), tuple(w.shape)))
         if self.bias is not None:
             self.bias.accumulate(xp.sum(dy2, axis=1))
         if not need_dx:
             return None
-        dcols = xp.reshape(w, (self.out_channels, -1)).mT @ dy2
+        dcols = matmul(xp.reshape(w, (self.out_channels, -1)).mT, dy2)
         dx = (lookup(xp, "col2im") or col2im)(xp, dcols, (self.in_channels, *self._in_shape), self.kernel_size,
                                              self.stride, self.padding)
         return xp.permute_dims(dx, (3, 0, 1, 2))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.core.arrays import check_matrix_input, is_writeable, namespace
+from xpnet.core.arrays import check_matrix_input, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 
@@ -23,10 +23,7 @@ class Dense(Module):
         self._x: Any = None
 
     def forward(self, x: Any) -> Any:
-        w = self.weight.value
-        check_matrix_input(self, x, self.in_features, w.dtype)
-        self._x = x
-        y = x @ w
+        y = self.forward_unbiased(x)
         if self.bias is None:
             return y
         if is_writeable(y):  # y is ours, fresh from the matmul: add in place, no second (batch, out) array
@@ -34,12 +31,19 @@ class Dense(Module):
             return y
         return y + self.bias.value
 
+    def forward_unbiased(self, x: Any) -> Any:
+        """x @ W, remembering x for backward; Sequential adds the bias itself when it fuses it with ReLU."""
+        w = self.weight.value
+        check_matrix_input(self, x, self.in_features, w.dtype)
+        self._x = x
+        return matmul(x, w)
+
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
-        self.weight.accumulate(self._x.mT @ dy)
+        self.weight.accumulate(matmul(self._x.mT, dy))
         if self.bias is not None:
             self.bias.accumulate(namespace(dy).sum(dy, axis=0))
         # The first layer's dx is a third of the MLP's backward FLOPs and nobody reads it when x is data.
-        return dy @ self.weight.value.mT if need_dx else None
+        return matmul(dy, self.weight.value.mT) if need_dx else None
 
     def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,

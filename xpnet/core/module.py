@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from xpnet.backends import Backend, backend_for, get_backend, transfer
+from xpnet.backends.kernels import lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import CheckpointError
 
@@ -163,9 +164,34 @@ class Sequential(Module):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def forward(self, x: Any) -> Any:
-        for layer in self.layers:
-            x = layer.forward(x)
+        kernel = lookup(namespace(x), "bias_relu_forward") if self._fusable_pairs() else None
+        if kernel is None:
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
+        # A backend's bias+ReLU kernel replaces Dense's bias add and ReLU's pass with one (a GPU's cost
+        # per small op is mostly its launch); each layer still keeps what its own backward reads.
+        layers, fuse, i = self.layers, self._fusable_pairs(), 0
+        while i < len(layers):
+            if i in fuse:
+                dense = layers[i]
+                x = layers[i + 1].fused(*kernel(namespace(x), dense.forward_unbiased(x), dense.bias.value))
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
+
+    def _fusable_pairs(self) -> frozenset[int]:
+        """Indices i where layer i is a Dense with bias and layer i+1 a ReLU (looked up once)."""
+        if getattr(self, "_pairs", None) is None:
+            from xpnet.core.activations import ReLU
+            from xpnet.core.dense import Dense
+
+            self._pairs = frozenset(i for i in range(len(self.layers) - 1)
+                                    if type(self.layers[i]) is Dense and self.layers[i].bias is not None
+                                    and type(self.layers[i + 1]) is ReLU)
+        return self._pairs
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         """With need_dx=False, layers before the first one with parameters are not back-propagated at all,

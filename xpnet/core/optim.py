@@ -61,29 +61,35 @@ class Optimizer:
                     self._flat = None
         return self
 
-    def step(self) -> None:
-        """Apply one update from the accumulated gradients; parameters without a gradient are left alone."""
+    def step(self, gate: Any = None, lr: Any = None, step: Any = None) -> None:
+        """Apply one update from the accumulated gradients; parameters without a gradient are left alone.
+
+        gate: a 0-d boolean device array; False drops the update on the device (a NaN loss) without the
+        host reading it. lr, step: 0-d device arrays replacing the schedule's rate and the update number,
+        for a step replayed as a captured graph (the host still counts the steps).
+        """
         self.steps += 1
-        lr = self.current_lr
+        lr = self.current_lr if lr is None else lr
         # Stateless updates (plain SGD) gain nothing from the flat buffer but would pay for gathering into it.
-        if self.flat and self.roles and self._step_flat(lr):
+        if self.flat and self.roles and self._step_flat(lr, gate, step):
             return
         roles = self.roles
         for p, st in zip(self.params, self.state):
             if p.grad is None:
                 continue
             xp = namespace(p.value)
-            step = st["step"] = st.get("step", 0) + 1
+            st["step"] = st.get("step", 0) + 1
+            count = st["step"] if step is None else step
             if not roles:
-                p.value = self._update(xp, p.value, p.grad, [], lr, step)[0]
+                p.value = self._update(xp, p.value, p.grad, [], lr, count, gate)[0]
                 continue
             for role in roles:
                 if role not in st:
                     st[role] = xp.zeros_like(p.value)
-            p.value, *arrays = self._update(xp, p.value, p.grad, [st[r] for r in roles], lr, step)
+            p.value, *arrays = self._update(xp, p.value, p.grad, [st[r] for r in roles], lr, count, gate)
             st.update(zip(roles, arrays))
 
-    def _step_flat(self, lr: float) -> bool:
+    def _step_flat(self, lr: Any, gate: Any = None, device_step: Any = None) -> bool:
         """One update over the flat buffer; False (nothing done) where the per-parameter path must run."""
         if any(p.grad is None for p in self.params) or len({st.get("step", 0) for st in self.state}) != 1:
             return False
@@ -95,12 +101,26 @@ class Optimizer:
         fb = self._flat
         step = self.state[0].get("step", 0) + 1
         fb.param, *arrays = self._update(fb.xp, fb.param, fb.gather_grads(self.params),
-                                         [fb.roles[r] for r in self.roles], lr, step)
+                                         [fb.roles[r] for r in self.roles], lr,
+                                         step if device_step is None else device_step, gate)
         for st in self.state:
             st["step"] = step
         return True
 
-    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
+    def advance(self, n: int) -> None:
+        """Move the step counts by n without updating: a replayed graph step the host did not run, or
+        (n < 0) steps the device dropped after a NaN loss."""
+        self.steps += n
+        for st in self.state:
+            if "step" in st:
+                st["step"] += n
+
+    def uses_flat_buffer(self) -> bool:
+        """True once updates run over one flat buffer (what a captured graph step needs: fixed addresses)."""
+        return self._flat is not None and self._flat.intact(self.params, self.state)
+
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: Any, step: Any,
+                gate: Any = None) -> tuple[Any, ...]:
         raise NotImplementedError
 
     def _kernel(self, xp: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
@@ -146,10 +166,12 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = momentum, nesterov
         self.roles = ("velocity",) if momentum else ()
 
-    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: Any, step: Any,
+                gate: Any = None) -> tuple[Any, ...]:
         velocity = arrays[0] if arrays else None
+        extra = {} if gate is None else {"gate": gate}
         p, velocity = self._kernel(xp, sgd_update)(xp, p, g, velocity, lr=lr, momentum=self.momentum,
-                                                   nesterov=self.nesterov, weight_decay=self.weight_decay)
+                                                   nesterov=self.nesterov, weight_decay=self.weight_decay, **extra)
         return (p, velocity) if self.momentum else (p,)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -171,11 +193,13 @@ class Adam(Optimizer):
             raise ValueError(f"Adam betas must be in [0, 1), got {betas}")
         self.betas, self.eps = (float(betas[0]), float(betas[1])), eps
 
-    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: float, step: int) -> tuple[Any, ...]:
+    def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: Any, step: Any,
+                gate: Any = None) -> tuple[Any, ...]:
         m, v = arrays
+        extra = {} if gate is None else {"gate": gate}
         return self._kernel(xp, adam_update)(xp, p, g, m, v, lr=lr, beta1=self.betas[0], beta2=self.betas[1],
                                              eps=self.eps, step=step, weight_decay=self.weight_decay,
-                                             decoupled=self.decoupled)
+                                             decoupled=self.decoupled, **extra)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}

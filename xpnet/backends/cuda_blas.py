@@ -1,0 +1,376 @@
+"""cuBLAS GEMM that can be recorded in a CUDA graph (CuPy stream capture), called through ctypes.
+
+Why this exists: CuPy refuses every cuBLAS call while a stream is capturing (its cuBLAS wrapper's setStream
+raises NotImplementedError, cupy issue 6290), so `a @ b` cannot go into a captured training step. cuBLAS
+itself can be captured (cuBLAS guide, "CUDA Graphs Support") when:
+  * the handle's stream is the capturing stream: cublasSetStream is host-side state, legal during capture
+    (PyTorch sets the stream on its handle before every GEMM, captured ones included);
+  * a user workspace is set (cublasSetWorkspace), so cuBLAS allocates nothing during capture: without one it
+    makes stream-ordered memory nodes, which child graphs do not support. cublasSetStream resets the
+    workspace to cuBLAS's own pool, so the workspace is set again after every cublasSetStream;
+  * alpha and beta are host values (CUBLAS_POINTER_MODE_HOST): their values are baked into the graph.
+The handle must be created outside capture (cublasCreate is not capturable): `prepare()` does it, and so
+does the first eager `matmul` on a device (one handle and a 32 MiB workspace per device, even for a program
+that never captures), which is why an eager warm-up step before capture is enough.
+
+Rules for captured code:
+  * A result allocated during capture (gemm without `out=`) comes from CuPy's memory pool, which is legal in
+    CuPy's default relaxed capture mode; the graph keeps writing to that address at every launch, so keep
+    the array alive (and unused by anything else) as long as the graph; preallocated `out=` is simplest.
+  * The same holds for the copy gemm makes of an operand with no unit stride (e.g. x[::2, ::2]): it is
+    freed back to CuPy's pool when gemm returns, like any temporary of captured CuPy code, so the capture's
+    owner must keep the pool's blocks from other use while the graph lives (e.g. a dedicated pool).
+  * One handle and one workspace per device: graphs holding these GEMMs must not be launched concurrently
+    on different streams (they would share the workspace). Launching them one after another is fine.
+
+Eager code keeps CuPy's own `a @ b`; `matmul` switches to `gemm` only while the current stream captures.
+Importing this module loads neither CuPy nor cuBLAS.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from xpnet.backends.kernels import register
+
+NAMESPACE = "array_api_compat.cupy"  # array_api_compat.array_namespace(cupy array).__name__
+
+WORKSPACE_BYTES = 32 << 20  # cuBLAS guide's recommended workspace for Hopper; smaller GPUs need less
+OP_N, OP_T = 0, 1  # cublasOperation_t
+POINTER_MODE_HOST = 0  # cublasPointerMode_t
+_INT_MAX = 2**31 - 1  # the _v2 GEMMs take 32-bit int sizes and leading dimensions
+
+
+# --------------------------------------------------------------------------------------------------------
+# The layout plan: pure, so it is tested on CPU against a NumPy emulation of column-major GEMM.
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """One column-major call cublas?gemm(transa, transb, m, n, k, 1, B, lda, A, ldb, 0, C, ldc) computing
+    the row-major C = A @ B, read as C^T = B^T A^T: cuBLAS's first operand is the caller's `b`, its second
+    the caller's `a`, each passed by the address of its [0, 0] element; C is C-contiguous (m_rows, n_cols)."""
+
+    transa: int  # op on cuBLAS's first operand, the caller's b
+    transb: int  # op on cuBLAS's second operand, the caller's a
+    m: int  # rows of C^T: the caller's n
+    n: int  # columns of C^T: the caller's m
+    k: int
+    lda: int  # leading dimension of b's buffer
+    ldb: int  # leading dimension of a's buffer
+    ldc: int
+
+
+def _operand(rows: int, cols: int, s_rows: int, s_cols: int, itemsize: int) -> tuple[int, int] | None:
+    """(op, ld) presenting the row-major (rows, cols) operand to cuBLAS as its transpose (cols, rows), or None.
+
+    Row-major with unit column stride is, read column-major with ld = row stride, the (cols, rows) transpose
+    itself: op N. Unit row stride (a transposed view such as x.mT) is, with ld = column stride, the matrix
+    (rows, cols) column-major: op T. The stride of a size-1 dimension is never stepped, so any value is fine
+    there and its ld is set to the smallest legal one."""
+    if rows == 0 or cols == 0:
+        return OP_N, max(1, cols)  # nothing is read
+    if s_rows % itemsize or s_cols % itemsize:
+        return None
+    s_rows, s_cols = s_rows // itemsize, s_cols // itemsize
+    # op N: column-major (cols, rows) with ld = s_rows; needs unit stride along cols and ld >= cols.
+    if cols <= 1 or s_cols == 1:
+        ld = max(1, cols) if rows <= 1 else s_rows
+        if max(1, cols) <= ld <= _INT_MAX:
+            return OP_N, ld
+    # op T: column-major (rows, cols) with ld = s_cols; needs unit stride along rows and ld >= rows.
+    if rows <= 1 or s_rows == 1:
+        ld = max(1, rows) if cols <= 1 else s_cols
+        if max(1, rows) <= ld <= _INT_MAX:
+            return OP_T, ld
+    return None  # neither dimension has unit stride, or strides are negative, zero (broadcast) or overlapping
+
+
+def gemm_plan(shape_a: tuple[int, ...], strides_a: tuple[int, ...], shape_b: tuple[int, ...],
+              strides_b: tuple[int, ...], itemsize: int) -> GemmPlan | None:
+    """The cuBLAS call for C = A @ B (A: (m, k), B: (k, n), strides in bytes as NumPy/CuPy give them, C a
+    C-contiguous (m, n) output), or None when an operand must be made contiguous first."""
+    (m, k), (k2, n) = shape_a, shape_b
+    if k != k2:
+        raise ValueError(f"matmul shapes {tuple(shape_a)} and {tuple(shape_b)} do not match")
+    if max(m, n, k) > _INT_MAX:
+        raise ValueError(f"matmul dimension over 2**31-1: {tuple(shape_a)} @ {tuple(shape_b)}")
+    b_op = _operand(k, n, strides_b[0], strides_b[1], itemsize)
+    a_op = _operand(m, k, strides_a[0], strides_a[1], itemsize)
+    if a_op is None or b_op is None:
+        return None
+    return GemmPlan(transa=b_op[0], transb=a_op[0], m=n, n=m, k=k, lda=b_op[1], ldb=a_op[1], ldc=max(1, n))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading cuBLAS: the copy CuPy already loaded, so this module and CuPy share one library in the process.
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+def _sonames() -> list[str]:
+    """libcublas sonames, the major of CuPy's CUDA runtime first (cupy-cuda12x loads .so.12, 13x .so.13)."""
+    if sys.platform == "win32":
+        names = ["cublas64_13.dll", "cublas64_12.dll"]
+    else:
+        names = ["libcublas.so.13", "libcublas.so.12"]
+    try:
+        import cupy
+
+        major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+        names.sort(key=lambda name: str(major) not in name)
+    except Exception:  # no CuPy, or a runtime that cannot answer: try both majors anyway
+        pass
+    return names
+
+
+def _wheel_dirs() -> list[str]:
+    """Where pip's nvidia-cublas wheels put the library: nvidia/cu13/lib (CUDA 13), nvidia/cublas/lib (12)."""
+    import site
+
+    roots = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    try:
+        roots += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:  # some embedded interpreters lack these
+        pass
+    sub = "bin" if sys.platform == "win32" else "lib"
+    dirs = [os.path.join(root, "nvidia", pkg, sub) for root in roots for pkg in ("cu13", "cu12", "cublas")]
+    return list(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
+
+
+def _open_cublas() -> ctypes.CDLL:
+    searched: list[str] = []
+    try:  # let CuPy load its cuBLAS first (CuPy 14 locates it with cuda-pathfinder on this attribute access)
+        from cupy_backends.cuda.libs import cublas as _cupy_cublas  # noqa: F401
+    except Exception as exc:
+        searched.append(f"CuPy's cuBLAS module did not load ({type(exc).__name__}: {exc})")
+    names = _sonames()
+    noload = getattr(os, "RTLD_NOLOAD", None)
+    if noload is not None:  # the copy already in the process, i.e. CuPy's
+        for name in names:
+            try:
+                return ctypes.CDLL(name, mode=noload | os.RTLD_GLOBAL)
+            except OSError:
+                searched.append(f"{name} (not loaded in this process)")
+    for name in names:  # the loader's search path (LD_LIBRARY_PATH, ldconfig)
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            searched.append(f"{name} (dynamic loader search path)")
+    for folder in _wheel_dirs():
+        for name in names:
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                searched.append(path)
+                continue
+            lt = os.path.join(folder, name.replace("cublas", "cublasLt"))
+            if os.path.exists(lt):  # its dependency, in case the wheel's $ORIGIN rpath is missing
+                ctypes.CDLL(lt, mode=getattr(os, "RTLD_GLOBAL", 0))
+            return ctypes.CDLL(path)
+    if not _wheel_dirs():
+        searched.append("no nvidia/{cu13,cu12,cublas}/lib folder in site-packages")
+    raise OSError("cuBLAS not found; install cupy-cuda13x with nvidia-cublas (or cupy-cuda12x with "
+                  "nvidia-cublas-cu12). Searched: " + "; ".join(searched))
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C signatures (cublas_api.h) so ctypes passes 64-bit pointers and sizes correctly."""
+    vp, i, size = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
+    signatures: dict[str, list[Any]] = {
+        "cublasCreate_v2": [ctypes.POINTER(vp)],
+        "cublasDestroy_v2": [vp],
+        "cublasSetStream_v2": [vp, vp],
+        "cublasSetWorkspace_v2": [vp, vp, size],
+        "cublasSetPointerMode_v2": [vp, i],
+    }
+    for name, scalar in (("cublasSgemm_v2", ctypes.c_float), ("cublasDgemm_v2", ctypes.c_double)):
+        ptr = ctypes.POINTER(scalar)
+        # handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc
+        signatures[name] = [vp, i, i, i, i, i, ptr, vp, i, vp, i, ptr, vp, i]
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int  # cublasStatus_t
+    if hasattr(lib, "cublasGetStatusString"):
+        lib.cublasGetStatusString.argtypes, lib.cublasGetStatusString.restype = [ctypes.c_int], ctypes.c_char_p
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The bound libcublas (loaded on first use)."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                _lib = _bind(_open_cublas())
+    return _lib
+
+
+def _check(status: int, call: str) -> None:
+    if status != 0:
+        lib = _lib
+        text = lib.cublasGetStatusString(status).decode() if lib and hasattr(lib, "cublasGetStatusString") else ""
+        raise RuntimeError(f"{call} failed: cuBLAS status {status} {text}".rstrip())
+
+
+# --------------------------------------------------------------------------------------------------------
+# One handle and workspace per (process, device), created outside capture and kept for the process: the
+# captured graphs hold the workspace's address, and destroying handles at exit can race CUDA's own teardown.
+
+
+@dataclass
+class _Context:
+    handle: ctypes.c_void_p
+    workspace: Any  # a cupy uint8 array, referenced here so the pool never reuses it
+
+
+_contexts: dict[tuple[int, int], _Context] = {}
+_prepare_errors: dict[int, str] = {}  # device -> why the eager warm-up could not prepare it
+
+
+def prepare(device_id: int | None = None) -> None:
+    """Create the handle and workspace for a device (default: the current one). Call it before
+    begin_capture(); an eager `matmul` on the device does it too. Safe to call repeatedly."""
+    import cupy
+
+    device = cupy.cuda.Device(device_id) if device_id is not None else cupy.cuda.Device()
+    key = (os.getpid(), device.id)  # a forked child cannot use its parent's handle
+    if key in _contexts:
+        return
+    lib = library()
+    with _lock, device:
+        if key in _contexts:
+            return
+        if cupy.cuda.get_current_stream().is_capturing():
+            earlier = _prepare_errors.get(device.id)
+            raise RuntimeError(f"cuBLAS handle for cuda:{device.id} requested during stream capture; call "
+                               "xpnet.backends.cuda_blas.prepare() or run one eager step before begin_capture()"
+                               + (f" (the eager attempt failed: {earlier})" if earlier else ""))
+        handle = ctypes.c_void_p()
+        _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+        _check(lib.cublasSetPointerMode_v2(handle, POINTER_MODE_HOST), "cublasSetPointerMode")
+        workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
+        _check(lib.cublasSetWorkspace_v2(handle, workspace.data.ptr, WORKSPACE_BYTES), "cublasSetWorkspace")
+        _contexts[key] = _Context(handle, workspace)
+
+
+def release_all() -> None:
+    """Destroy every handle of this process (tests, or a program done with the GPU). No graph holding
+    these GEMMs may be launched afterwards."""
+    import cupy
+
+    with _lock:
+        for (pid, dev), ctx in list(_contexts.items()):
+            if pid == os.getpid() and _lib is not None:
+                device = cupy.cuda.Device(dev)
+                with device:
+                    device.synchronize()  # no GEMM may still be using the workspace
+                    _check(_lib.cublasDestroy_v2(ctx.handle), "cublasDestroy")
+            del _contexts[(pid, dev)]
+        _prepare_errors.clear()
+
+
+# --------------------------------------------------------------------------------------------------------
+# GEMM on the current CuPy stream.
+
+_ONE = {4: ctypes.c_float(1.0), 8: ctypes.c_double(1.0)}
+_ZERO = {4: ctypes.c_float(0.0), 8: ctypes.c_double(0.0)}
+
+
+def _span(x: Any) -> tuple[int, int]:
+    """[first, last) byte addresses a non-empty array touches (negative strides included)."""
+    steps = [(d - 1) * s for d, s in zip(x.shape, x.strides)]
+    return (x.data.ptr + sum(min(0, t) for t in steps),
+            x.data.ptr + sum(max(0, t) for t in steps) + x.itemsize)
+
+
+def _overlap(x: tuple[int, int], y: tuple[int, int]) -> bool:
+    return x[0] < y[1] and y[0] < x[1]
+
+
+def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
+    """a @ b for 2-D float32/float64 CuPy arrays with one cuBLAS call on the current stream, capturable.
+
+    Returns a new C-contiguous (m, n) array, or writes into `out` (C-contiguous, same dtype, not overlapping
+    a or b) and returns it. An operand neither row- nor column-contiguous is copied first (a capturable
+    CuPy kernel)."""
+    import cupy
+
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"gemm takes 2-D arrays, got {a.ndim}-D and {b.ndim}-D")
+    if a.dtype != b.dtype or a.dtype not in (cupy.float32, cupy.float64):
+        raise TypeError(f"gemm takes two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
+    (m, k), n = a.shape, b.shape[1]
+    if b.shape[0] != k:
+        raise ValueError(f"matmul shapes {a.shape} and {b.shape} do not match")
+    device = a.device
+    if b.device != device:
+        raise ValueError(f"gemm operands on different devices: {a.device} and {b.device}")
+    with device:
+        key = (os.getpid(), device.id)
+        if key not in _contexts:  # first: during capture this raises before anything is recorded
+            prepare(device.id)
+        if out is None:
+            out = cupy.empty((m, n), dtype=a.dtype)
+        else:
+            if out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous or out.device != device:
+                raise ValueError(f"out must be a C-contiguous {a.dtype} array of shape {(m, n)} on {device}")
+            if out.size and any(x.size and _overlap(_span(x), _span(out)) for x in (a, b)):
+                raise ValueError("gemm's out overlaps an input; cuBLAS needs C apart from A and B")
+        if out.size == 0:
+            return out
+        if k == 0:  # an empty sum; cuBLAS would be handed zero-size operands, so fill directly
+            out.fill(0)
+            return out
+        # An operand cuBLAS cannot read as it is (no unit stride, negative or broadcast strides) is copied
+        # C-contiguous first: CuPy's copy is an ordinary kernel, capturable.
+        if _operand(m, k, a.strides[0], a.strides[1], a.itemsize) is None:
+            a = cupy.ascontiguousarray(a)
+        if _operand(k, n, b.strides[0], b.strides[1], b.itemsize) is None:
+            b = cupy.ascontiguousarray(b)
+        plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
+        assert plan is not None, (a.strides, b.strides)
+        ctx, lib = _contexts[key], library()
+        call = lib.cublasSgemm_v2 if a.itemsize == 4 else lib.cublasDgemm_v2
+        one, zero = ctypes.byref(_ONE[a.itemsize]), ctypes.byref(_ZERO[a.itemsize])
+        stream = cupy.cuda.get_current_stream().ptr
+        with _lock:  # the three calls share the handle's state: keep other threads' calls out of between
+            _check(lib.cublasSetStream_v2(ctx.handle, stream), "cublasSetStream")
+            # cublasSetStream just reset the workspace to cuBLAS's pool: give ours back before the GEMM.
+            _check(lib.cublasSetWorkspace_v2(ctx.handle, ctx.workspace.data.ptr, WORKSPACE_BYTES),
+                   "cublasSetWorkspace")
+            _check(call(ctx.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, one, b.data.ptr,
+                        plan.lda, a.data.ptr, plan.ldb, zero, out.data.ptr, plan.ldc),
+                   "cublasSgemm" if a.itemsize == 4 else "cublasDgemm")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# The "matmul" fast kernel.
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """a @ b: CuPy's own matmul eagerly, `gemm` while the current stream captures a CUDA graph."""
+    import cupy
+
+    if cupy.cuda.get_current_stream().is_capturing():
+        if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (cupy.float32, cupy.float64):
+            return gemm(a, b)
+        return a @ b  # CuPy raises its own NotImplementedError for what gemm does not cover
+    dev = a.device.id
+    if (os.getpid(), dev) not in _contexts and dev not in _prepare_errors:
+        # The eager warm-up before a capture prepares the handle, so capture needs no extra call. A failure
+        # here must not break eager matmul, which never needs this module: remember it for a later capture.
+        try:
+            prepare(dev)
+        except Exception as exc:
+            _prepare_errors[dev] = f"{type(exc).__name__}: {exc}"
+    return a @ b
+
+
+def register_all() -> None:
+    register(NAMESPACE, "matmul", matmul)

@@ -1,0 +1,119 @@
+"""Graph mode: the whole training step over fixed device buffers, captured once and replayed per batch.
+
+A replay must find everything at the addresses it was recorded with, so nothing the step reads may be a
+fresh host value: the epoch's shuffle order sits in a device index buffer, the step gathers its batch from
+it at a device cursor that it advances itself, and the learning rate and update number are device
+scalars the host refills before each replay (fill kernels: no transfer, no wait).
+The loss sum and NaN check are the windowed stepper's device guard, so nothing is read back per step.
+
+Each batch size is run eagerly the first time it is met (a real step, which also builds the optimizer's
+flat buffers and compiles every kernel outside the capture), captured the second time, then replayed.
+An epoch with a partial last batch therefore holds two graphs. On a backend without capture
+(`Backend.supports_capture` False: NumPy, torch, strict) the same step runs eagerly every time, which is
+how CPU tests check that graph mode computes what eager mode does.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from xpnet.steppers import WindowedStepper, forward_backward
+
+
+@dataclass
+class _Graph:
+    rows: int
+    uses: int = 0
+    replay: Callable[[], None] | None = None
+    arange: Any = None
+
+
+@dataclass
+class GraphBuffers:
+    """The device state every replay reads and writes; kept across epochs with the graphs themselves."""
+
+    index: Any  # (n,) int64: this epoch's order
+    cursor: Any  # 0-d int64: the first row of the next batch within `index`
+    lr: Any  # 0-d, the model's dtype: the rate for the next update (refilled by the host per step)
+    count: Any  # 0-d, the model's dtype: the next update's number (Adam's bias correction), refilled too
+    graphs: dict[int, _Graph] = field(default_factory=dict)
+    guard: Any = None
+
+
+# Graphs live as long as the model they were captured for (fit and repeated train_epoch calls reuse them).
+_cache: "weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], GraphBuffers]]" = weakref.WeakKeyDictionary()
+
+
+class GraphStepper(WindowedStepper):
+    """The windowed step with its inputs gathered on the device, recorded as a graph per batch size."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        b, xp = self.backend, self.backend.xp
+        key = (id(self.optimizer), id(self.loss), id(self.x), id(self.y), self.batch_size, self.on_nan,
+               self.model.training)
+        cached = _cache.get(self.model)
+        if cached is not None and cached[0] == key:
+            self.buf = cached[1]
+            self.guard = self.buf.guard
+            self.guard.reset(self._loss_sum, self._seen)  # same arrays: the graphs hold their addresses
+        else:
+            dtype = self.optimizer.params[0].value.dtype
+            self.buf = GraphBuffers(index=xp.zeros((self.x.shape[0],), dtype=xp.int64, device=b.device),
+                                    cursor=xp.zeros((), dtype=xp.int64, device=b.device),
+                                    lr=xp.zeros((), dtype=dtype, device=b.device),
+                                    count=xp.zeros((), dtype=dtype, device=b.device), guard=self.guard)
+            _cache[self.model] = (key, self.buf)
+
+    def batches(self, order: Any, first_batch: int) -> Iterator[int]:
+        n, size, buf, xp = self.x.shape[0], self.batch_size, self.buf, self.backend.xp
+        self._first_batch = first_batch
+        # Once per epoch: the order crosses to the device (one copy), the cursor and counter are set.
+        host_order = np.arange(n) if order is None else np.asarray(order)
+        buf.index[...] = self.backend.asarray(host_order, "int64")
+        buf.cursor[...] = first_batch * size
+        for start in range(first_batch * size, n, size):
+            yield min(size, n - start)
+
+    def step(self, epoch: int, batch: int) -> None:
+        rows = min(self.batch_size, self.x.shape[0] - (batch - 1) * self.batch_size)
+        graph = self.buf.graphs.setdefault(rows, _Graph(rows))
+        if graph.arange is None:
+            graph.arange = self.backend.xp.arange(rows, dtype=self.backend.xp.int64, device=self.backend.device)
+        opt = self.optimizer
+        self.buf.lr[...] = opt.schedule(opt.lr, opt.steps + 1)  # the host knows the schedule: a fill, no copy
+        self.buf.count[...] = float(_next_update(opt))
+        graph.uses += 1
+        if graph.uses == 1:  # eager: a real step that also allocates the flat buffers and compiles kernels
+            self._body(graph)()
+            return
+        if graph.replay is None:
+            graph.replay = self.backend.capture(self._body(graph))
+            if self.backend.supports_capture:
+                opt.advance(-1)  # capturing ran the step's Python once (counting a step) but updated nothing
+        if self.backend.supports_capture:
+            graph.replay()
+            opt.advance(1)  # the replay updated the weights; the host counts it
+        else:
+            graph.replay()  # eager stand-in: the step's Python ran and counted itself
+
+    def _body(self, graph: _Graph) -> Callable[[], None]:
+        xp, buf, rows = self.backend.xp, self.buf, graph.rows
+
+        def body() -> None:
+            idx = xp.take(buf.index, buf.cursor + graph.arange)
+            xb, yb = xp.take(self.x, idx, axis=0), xp.take(self.y, idx, axis=0)
+            buf.cursor[...] = buf.cursor + rows
+            self.optimizer.zero_grad()
+            value = forward_backward(self.model, self.loss, xb, yb)
+            self.optimizer.step(gate=self.guard.watch(value, rows), lr=buf.lr, step=buf.count)
+
+        return body
+
+
+def _next_update(opt: Any) -> int:
+    """The update number the next step gives every parameter (they move together on the flat path)."""
+    return max((st.get("step", 0) for st in opt.state), default=0) + 1
