@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from xpnet.bench import contenders as C  # noqa: E402
+from xpnet.bench import torch_cuda as TC  # noqa: E402
 from xpnet.bench.runner import BenchConfig, BenchError, Unavailable, Worker, _measure, label  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def test_cuda_reference_without_a_gpu_says_why(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for make in (lambda: C.TorchReference("cuda"), C.TorchCudaGraph, C.TorchCudaCompile):
+    for make in (lambda: C.TorchReference("cuda"), TC.TorchCudaGraph, TC.TorchCudaCompile):
         with pytest.raises(C.ContenderUnavailable, match="needs a CUDA GPU"):
             make()
     assert C.make_contender("torch-eager").name == "torch-eager"  # the CPU reference is unaffected
@@ -144,7 +145,7 @@ def test_graph_contender_bookkeeping_trains_what_eager_trains(small_mnist, optim
     """On a CPU the 'graphs' run eagerly: the static buffers, the partial batch's second graph and the undoing
     of the warm-up steps must leave exactly the eager contender's weights."""
     x, y = small_mnist
-    graph = C.TorchCudaGraph("cpu")
+    graph = TC.TorchCudaGraph("cpu")
     got = _train(graph, x, y, optimizer)
     assert sorted(graph.graphs) == [44, 128]
     want = _train(C.TorchReference("cpu"), x, y, optimizer)
@@ -159,7 +160,7 @@ def test_compile_contender_trains_what_eager_trains_without_recompiling(small_mn
     from torch._dynamo.utils import counters
 
     x, y = small_mnist
-    compiled = C.TorchCudaCompile("cpu", backend="aot_eager")
+    compiled = TC.TorchCudaCompile("cpu", backend="aot_eager")
     compiled.setup(x, y, 128, optimizer, 0)
     graphs_after_setup = counters["stats"]["unique_graphs"]
     for e in range(2):
@@ -173,7 +174,7 @@ def test_compile_contender_trains_what_eager_trains_without_recompiling(small_mn
 
 def test_compile_failure_makes_the_contender_unavailable(small_mnist):
     x, y = small_mnist
-    contender = C.TorchCudaCompile("cpu", backend="no-such-compiler-backend")
+    contender = TC.TorchCudaCompile("cpu", backend="no-such-compiler-backend")
     with pytest.raises(C.ContenderUnavailable, match="torch.compile.*failed at set-up.*no-such-compiler-backend"):
         contender.setup(x, y, 128, "adam", 0)
 
@@ -243,7 +244,7 @@ def test_compile_mode_reaches_the_contender(mnist_dir, monkeypatch, capsys):
     import xpnet.bench.runner as runner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # construct it here; nothing runs on a GPU
-    assert C.make_contender("torch-cuda-compile").mode == C.COMPILE_MODE == "max-autotune-no-cudagraphs"
+    assert C.make_contender("torch-cuda-compile").mode == TC.COMPILE_MODE == "max-autotune-no-cudagraphs"
     assert C.make_contender("torch-cuda-compile", "reduce-overhead").mode == "reduce-overhead"
 
     seen = []

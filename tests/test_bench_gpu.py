@@ -11,6 +11,7 @@ import pytest
 
 from xpnet.backends.cupy import cuda_device_present
 from xpnet.bench import contenders as C
+from xpnet.bench import torch_cuda as TC
 from xpnet.cli import main
 
 
@@ -96,7 +97,7 @@ def test_torch_cuda_compile_trains_what_eager_trains(small_mnist):
     got = _train(compiled, x, y, "adam", epochs=1)
     want = _train(C.make_contender("torch-cuda-eager"), x, y, "adam", epochs=1)
     _close(got, want, atol=1e-5, strict=False)  # Inductor's GEMMs sum in another order than cuBLAS
-    assert compiled.info()["compile_mode"] == C.COMPILE_MODE == "max-autotune-no-cudagraphs"
+    assert compiled.info()["compile_mode"] == TC.COMPILE_MODE == "max-autotune-no-cudagraphs"
 
 
 @needs_cupy

@@ -69,7 +69,7 @@ class GraphStepper(WindowedStepper):
             _cache[self.model] = (key, self.buf)
 
     def batches(self, order: Any, first_batch: int) -> Iterator[int]:
-        n, size, buf, xp = self.x.shape[0], self.batch_size, self.buf, self.backend.xp
+        n, size, buf = self.x.shape[0], self.batch_size, self.buf
         self._first_batch = first_batch
         # Once per epoch: the order crosses to the device (one copy), the cursor and counter are set.
         host_order = np.arange(n) if order is None else np.asarray(order)

@@ -11,13 +11,27 @@ import sys
 from typing import Any, Iterator
 
 from xpnet.backends import Backend
+from xpnet.core.arrays import namespace
 from xpnet.core.losses import Loss
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import iterate_batches
 from xpnet.device_guard import DeviceGuard, WindowReading
 from xpnet.errors import DivergedError
-from xpnet.guard import describe_nonfinite
+from xpnet.guard import NonFiniteLoss, describe_nonfinite
+
+
+def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, check_finite: bool = False) -> Any:
+    """One forward, backward and update on a batch; returns the batch loss as a 0-d device array.
+    With check_finite, a NaN/inf loss raises NonFiniteLoss before anything is updated."""
+    optimizer.zero_grad()
+    value = loss.forward(model.forward(x), y)
+    if check_finite and not bool(namespace(value).isfinite(value)):
+        raise NonFiniteLoss(float(value))
+    grad = loss.backward()
+    model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
+    optimizer.step()
+    return value
 
 
 def forward_backward(model: Module, loss: Loss, x: Any, y: Any) -> Any:
@@ -53,14 +67,11 @@ class CheckedStepper(Stepper):
 
     def step(self, epoch: int, batch: int) -> None:
         xb, yb = self._xb, self._yb
-        self.optimizer.zero_grad()
-        value = self.loss.forward(self.model.forward(xb), yb)
-        if not bool(self.backend.xp.isfinite(value)):
-            self._non_finite(float(value), epoch, batch, xb)
+        try:
+            value = train_step(self.model, self.loss, self.optimizer, xb, yb, check_finite=True)
+        except NonFiniteLoss as exc:
+            self._non_finite(exc.value, epoch, batch, xb)
             return
-        grad = self.loss.backward()
-        self.model.backward(grad, need_dx=False) if self.model.skips_dx else self.model.backward(grad)
-        self.optimizer.step()
         self._loss_sum, self._seen = self._loss_sum + value * xb.shape[0], self._seen + xb.shape[0]
 
     def _non_finite(self, value: float, epoch: int, batch: int, xb: Any) -> None:

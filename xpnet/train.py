@@ -24,11 +24,11 @@ from xpnet.core.losses import MAE, MSE, Loss, SoftmaxCrossEntropy, check_label_r
 from xpnet.core.metrics import accuracy, mae, mse, r2
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
-from xpnet.data.batches import epoch_order, iterate_batches, num_batches
+from xpnet.data.batches import epoch_order, num_batches
 from xpnet.data.validate import check_inputs, check_targets
 from xpnet.errors import CheckpointError, DivergedError, TrainingInterrupted
-from xpnet.guard import NonFiniteLoss, interrupt_requests
-from xpnet.steppers import make_stepper
+from xpnet.guard import interrupt_requests
+from xpnet.steppers import make_stepper, train_step
 from xpnet.io.checkpoint import Checkpoints, checkpoint_files, load_latest_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
@@ -49,19 +49,6 @@ class History:
     @property
     def last(self) -> dict[str, Any]:
         return self.epochs[-1] if self.epochs else {}
-
-
-def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, check_finite: bool = False) -> Any:
-    """One forward, backward and update on a batch; returns the batch loss as a 0-d device array.
-    With check_finite, a NaN/inf loss raises NonFiniteLoss before anything is updated."""
-    optimizer.zero_grad()
-    value = loss.forward(model.forward(x), y)
-    if check_finite and not bool(namespace(value).isfinite(value)):
-        raise NonFiniteLoss(float(value))
-    grad = loss.backward()
-    model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
-    optimizer.step()
-    return value
 
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> Any:
