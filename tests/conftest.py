@@ -14,7 +14,9 @@ import pytest
 from xpnet.backends import get_backend
 from xpnet.backends.cupy import cuda_device_present
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# The real MNIST files beside the checkout; $XPNET_TEST_MNIST names another folder (the GPU machine gets the
+# checkout only, so tools/gpu_session.sh points this at the copy it carries).
+SHARED_MNIST = Path(os.environ.get("XPNET_TEST_MNIST") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 def _make(name: str):
