@@ -16,7 +16,8 @@ from xpnet.backends.cupy import cuda_device_present
 
 # The real MNIST files beside the checkout; $XPNET_TEST_MNIST names another folder (the GPU machine gets the
 # checkout only, so tools/gpu_session.sh points this at the copy it carries).
-SHARED_MNIST = Path(os.environ.get("XPNET_TEST_MNIST") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+SHARED_MNIST = Path(os.environ.get("XPNET_TEST_MNIST")
+                    or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 def _make(name: str):

@@ -71,6 +71,9 @@ def test_concat_into(cp, xp):
     out = cp.empty(12)
     ck.concat_into(arrays, out)
     same_bits(out, xp.concat([xp.reshape(a, (-1,)) for a in arrays]))
+    many = [cp.full((i + 1,), float(i)) for i in range(12)]  # more than 8: LeNet has 10 parameters
+    out = cp.empty(sum(a.size for a in many))
+    same_bits(ck.concat_into(many, out), xp.concat(many))
 
 
 # -- optimizers ---------------------------------------------------------------------------------------------

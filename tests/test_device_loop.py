@@ -168,3 +168,24 @@ class _Ctx:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_graph_mode_records_afresh_after_the_weights_are_rebound(backend):
+    """A checkpoint loaded between epochs rebinds every parameter: replays of the old recording would go on
+    updating the old arrays, so graph mode must notice and record again (on CuPy: a real recapture)."""
+    from xpnet.train import train_epoch
+
+    def run(graph: bool):
+        model = _model().to(backend)
+        opt = xn.Adam(model.parameters(), lr=0.01)
+        loss = xn.SoftmaxCrossEntropy()
+        x, y = (backend.asarray(a) for a in _data())
+        train_epoch(backend, model, loss, opt, x, y, 16, np.arange(100), graph=graph)
+        train_epoch(backend, model, loss, opt, x, y, 16, np.arange(100)[::-1].copy(), graph=graph)
+        snapshot = {k: transfer(v, xn.get_backend("numpy")) for k, v in model.state_dict().items()}
+        model.load_state_dict({k: v * 0.5 for k, v in snapshot.items()})  # new arrays for every parameter
+        train_epoch(backend, model, loss, opt, x, y, 16, np.arange(100), graph=graph)
+        return _weights(model)
+
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)

@@ -29,6 +29,7 @@ class _Graph:
     uses: int = 0
     replay: Callable[[], None] | None = None
     arange: Any = None
+    bound: tuple[Any, ...] = ()  # the parameter and state arrays the replay writes into
 
 
 @dataclass
@@ -53,10 +54,12 @@ class GraphStepper(WindowedStepper):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         b, xp = self.backend, self.backend.xp
-        key = (id(self.optimizer), id(self.loss), id(self.x), id(self.y), self.batch_size, self.on_nan,
-               self.model.training)
+        # Objects by identity, held strongly: a recycled id() must never revive another run's graphs.
+        key = (self.optimizer, self.loss, self.x, self.y, self.batch_size, self.on_nan, self.model.training)
         cached = _cache.get(self.model)
-        if cached is not None and cached[0] == key:
+        if cached is not None and len(cached[0]) == len(key) and all(a is b or (type(a) in (int, str, bool)
+                                                                             and a == b)
+                                                                         for a, b in zip(cached[0], key)):
             self.buf = cached[1]
             self.guard = self.buf.guard
             self.guard.reset(self._loss_sum, self._seen)  # same arrays: the graphs hold their addresses
@@ -86,12 +89,21 @@ class GraphStepper(WindowedStepper):
         opt = self.optimizer
         self.buf.lr[...] = opt.schedule(opt.lr, opt.steps + 1)  # the host knows the schedule: a fill, no copy
         self.buf.count[...] = float(_next_update(opt))
+        if graph.replay is not None and not _same(graph.bound, self._bound()):
+            # Something rebound the weights or the optimizer state (a checkpoint loaded, model.to(...)):
+            # the recorded graphs would go on updating the old arrays. Record afresh.
+            self.buf.graphs.clear()
+            graph = self.buf.graphs.setdefault(rows, _Graph(rows, arange=graph.arange))
         graph.uses += 1
-        if graph.uses == 1:  # eager: a real step that also allocates the flat buffers and compiles kernels
-            self._body(graph)()
+        if graph.uses == 1 or (graph.replay is None and not self._flat_ready()):
+            # Eager: a real step that also builds the optimizer's flat buffers (whose first gather must run,
+            # not be recorded) and compiles every kernel outside the capture.
+            with self.backend.capture_warmup():
+                self._body(graph)()
             return
         if graph.replay is None:
             graph.replay = self.backend.capture(self._body(graph))
+            graph.bound = self._bound()
             if self.backend.supports_capture:
                 opt.advance(-1)  # capturing ran the step's Python once (counting a step) but updated nothing
         if self.backend.supports_capture:
@@ -99,6 +111,15 @@ class GraphStepper(WindowedStepper):
             opt.advance(1)  # the replay updated the weights; the host counts it
         else:
             graph.replay()  # eager stand-in: the step's Python ran and counted itself
+
+    def _bound(self) -> tuple[Any, ...]:
+        opt = self.optimizer
+        return tuple(p.value for p in opt.params) + tuple(v for st in opt.state for k, v in st.items() if k != "step")
+
+    def _flat_ready(self) -> bool:
+        """False while an optimizer that updates through the flat buffer has not built it yet."""
+        opt = self.optimizer
+        return not (opt.flat and opt.roles) or opt.uses_flat_buffer()
 
     def _body(self, graph: _Graph) -> Callable[[], None]:
         xp, buf, rows = self.backend.xp, self.buf, graph.rows
@@ -117,3 +138,7 @@ class GraphStepper(WindowedStepper):
 def _next_update(opt: Any) -> int:
     """The update number the next step gives every parameter (they move together on the flat path)."""
     return max((st.get("step", 0) for st in opt.state), default=0) + 1
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))

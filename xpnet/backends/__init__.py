@@ -98,7 +98,7 @@ def backend_for(x: Any) -> Backend:
     if compat.is_torch_array(x):
         return _on_device("torch", x.device)
     if compat.is_cupy_array(x):
-        return _on_device("cupy", x.device.id)
+        return _on_device("cupy", x.device)  # the Device object: its str() is what the default backend shows
     try:
         xp = compat.array_namespace(x)
     except TypeError:

@@ -28,12 +28,13 @@ Importing this module loads neither CuPy nor cuBLAS.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from xpnet.backends.kernels import register
 
@@ -353,11 +354,27 @@ def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
 # The "matmul" fast kernel.
 
 
+_route_as_captured = 0  # > 0 inside routed_as_in_capture()
+
+
+@contextlib.contextmanager
+def routed_as_in_capture() -> Iterator[None]:
+    """While active, eager matmuls take the capture route (gemm), so the eager run before a capture creates
+    the handle and loads the cuBLAS kernels the graph will record, outside the capture."""
+    global _route_as_captured
+    _route_as_captured += 1
+    try:
+        yield
+    finally:
+        _route_as_captured -= 1
+
+
 def matmul(a: Any, b: Any) -> Any:
-    """a @ b: CuPy's own matmul eagerly, `gemm` while the current stream captures a CUDA graph."""
+    """a @ b: CuPy's own matmul eagerly, `gemm` while the current stream captures a CUDA graph (and in the
+    eager run just before one, see routed_as_in_capture)."""
     import cupy
 
-    if cupy.cuda.get_current_stream().is_capturing():
+    if _route_as_captured or cupy.cuda.get_current_stream().is_capturing():
         if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (cupy.float32, cupy.float64):
             return gemm(a, b)
         return a @ b  # CuPy raises its own NotImplementedError for what gemm does not cover

@@ -58,9 +58,11 @@ class CupyBackend(Backend):
         _register_kernels()
         # Dropout masks come from Philox keyed by the seed at a device call counter (cupy_philox), not
         # from cuRAND: the counter advances on the device, so a captured graph draws new masks per replay.
+        # The key and the counter live on the device: reseeding writes into them, so a captured graph sees it.
         self._seed = 0
         with dev:
             self._counter = cupy.zeros((), dtype=cupy.uint64)
+            self._key = cupy.zeros((2,), dtype=cupy.uint32)
         self._graph_pool: Any = None
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
@@ -75,21 +77,24 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
 
     def seed(self, seed: int) -> None:
+        from xpnet.backends.cupy_philox import philox_key
+
         self._seed = int(seed)
+        self._key.set(philox_key(self._seed))  # eager, between epochs: a small host-to-device copy
         self._counter[...] = 0
 
     def rng_state(self) -> Any:
         return {"seed": self._seed, "counter": int(self._counter)}  # one read, at checkpoints only
 
     def set_rng_state(self, state: Any) -> None:
-        self._seed = int(state["seed"])
+        self.seed(int(state["seed"]))
         self._counter[...] = int(state["counter"])
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         from xpnet.backends.cupy_philox import philox_uniform
 
         with self.device:
-            return philox_uniform(shape, dtype, self._seed, self._counter)
+            return philox_uniform(shape, dtype, self._key, self._counter)
 
     def capture(self, step: Any) -> Any:
         """Record `step` once as a CUDA graph on a side stream; return a function that replays it on the
@@ -108,12 +113,15 @@ class CupyBackend(Backend):
                 step()
             finally:
                 graph = stream.end_capture()  # also ends a capture that the step broke off
-        self._graphs = getattr(self, "_graphs", []) + [graph]  # kept alive with the backend
-
-        def replay() -> None:
+        def replay() -> None:  # the closure keeps the graph alive exactly as long as its owner keeps this
             graph.launch(stream=cupy.cuda.get_current_stream())
 
         return replay
+
+    def capture_warmup(self) -> Any:
+        from xpnet.backends import cuda_blas
+
+        return cuda_blas.routed_as_in_capture()
 
     def describe_device(self) -> str:
         props = self._cupy.cuda.runtime.getDeviceProperties(self.device.id)
@@ -127,10 +135,11 @@ def _register_kernels() -> None:
     """CuPy's fused kernels, conv/pool kernels and the capture-safe matmul, into the kernel table once."""
     global _registered
     if not _registered:
-        from xpnet.backends import cuda_blas, cupy_conv, cupy_kernels
+        from xpnet.backends import cuda_blas, cupy_conv, cupy_guard, cupy_kernels
 
         cupy_kernels.register_all()
         cupy_conv.register_all()
+        cupy_guard.register_all()
         cuda_blas.register_all()
         _registered = True
 

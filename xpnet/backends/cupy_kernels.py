@@ -251,8 +251,16 @@ def _gate(gate: Any) -> Any:
 
 # -- the ops ----------------------------------------------------------------------------------------------
 def concat_into(arrays: Sequence[Any], out: Any) -> Any:
-    """Every array flattened, one after another, into the preallocated 1-D `out` (the flat gradient)."""
-    return _cupy().concatenate([a.reshape(-1) for a in arrays], out=out)
+    """Every array flattened, one after another, into the preallocated 1-D `out` (the flat gradient).
+    One device-to-device copy per array rather than cupy.concatenate: for more than 8 arrays CuPy builds
+    pointer tables on the host and uploads them from pinned buffers, which a captured graph would re-read
+    (stale) on every replay."""
+    start = 0
+    for a in arrays:
+        stop = start + a.size
+        out[start:stop] = a.reshape(-1)
+        start = stop
+    return out
 
 
 def sgd_update(xp: Any, p: Any, g: Any, velocity: Any, *, lr: Any, momentum: float, nesterov: bool,

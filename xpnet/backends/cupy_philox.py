@@ -32,10 +32,11 @@ __device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0
 
 // Block j = counter words (j_lo, j_hi, ctr_lo, ctr_hi) under key (k0, k1) gives 4 words: float32 element
 // 4j+t is word t; float64 element 2j+t is the 64-bit (word 2t+1 << 32 | word 2t). The call counter is read
-// from the device (ctr[0] low word, ctr[1] high: a 0-d uint64 or a 2-element uint32 array alike).
+// from the device (ctr[0] low word, ctr[1] high: a 0-d uint64 or a 2-element uint32 array alike), and so
+// is the key: a captured graph then follows a reseeding between replays instead of keeping the old seed.
 extern "C" __global__ void xpnet_philox_uniform_f32(float* out, long long size, const unsigned int* ctr,
-                                                    unsigned int k0, unsigned int k1) {
-    const unsigned int c_lo = ctr[0], c_hi = ctr[1];
+                                                    const unsigned int* key) {
+    const unsigned int c_lo = ctr[0], c_hi = ctr[1], k0 = key[0], k1 = key[1];
     XP_FOR(j, (size + 3) / 4) {
         unsigned int w[4] = {(unsigned int)j, (unsigned int)((unsigned long long)j >> 32), c_lo, c_hi};
         philox4x32_10(w, k0, k1);
@@ -44,8 +45,8 @@ extern "C" __global__ void xpnet_philox_uniform_f32(float* out, long long size, 
     }
 }
 extern "C" __global__ void xpnet_philox_uniform_f64(double* out, long long size, const unsigned int* ctr,
-                                                    unsigned int k0, unsigned int k1) {
-    const unsigned int c_lo = ctr[0], c_hi = ctr[1];
+                                                    const unsigned int* key) {
+    const unsigned int c_lo = ctr[0], c_hi = ctr[1], k0 = key[0], k1 = key[1];
     XP_FOR(j, (size + 1) / 2) {
         unsigned int w[4] = {(unsigned int)j, (unsigned int)((unsigned long long)j >> 32), c_lo, c_hi};
         philox4x32_10(w, k0, k1);
@@ -84,10 +85,17 @@ def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
 
 
-def philox_uniform(shape: int | Sequence[int], dtype: Any, seed: int, counter: Any, out: Any = None) -> Any:
+def philox_key(seed: int) -> np.ndarray:
+    """The (2,) uint32 key words of `seed` (copy them into the device key that philox_uniform reads)."""
+    return np.array(_key_words(seed), dtype=np.uint32)
+
+
+def philox_uniform(shape: int | Sequence[int], dtype: Any, seed: Any, counter: Any, out: Any = None) -> Any:
     """Uniforms in [0, 1) of `shape`: Philox4x32-10 keyed by `seed`, at the call number held in `counter`
     (a 0-d uint64 or 2-element uint32 device array), which a second launch then increments. Layout as
-    philox_uniform_numpy; `out` (C-contiguous, of `shape` and `dtype`) avoids an allocation."""
+    philox_uniform_numpy; `out` (C-contiguous, of `shape` and `dtype`) avoids an allocation.
+    seed: an int (copied to the device per call: eager use only), or a (2,) uint32 device array holding
+    philox_key(seed), which is what a captured graph must be given."""
     cupy = _cupy()
     sfx = _suffix(dtype)
     if not (isinstance(counter, cupy.ndarray) and counter.flags.c_contiguous
@@ -100,10 +108,12 @@ def philox_uniform(shape: int | Sequence[int], dtype: Any, seed: int, counter: A
             out = cupy.empty(shape, dtype=dtype)
         elif tuple(out.shape) != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {np.dtype(dtype).name} array of shape {shape}")
-        k0, k1 = _key_words(seed)
+        key = seed if isinstance(seed, cupy.ndarray) else cupy.asarray(philox_key(seed))
+        if key.dtype != np.uint32 or key.shape != (2,) or not key.flags.c_contiguous:
+            raise TypeError("a device seed must be the (2,) uint32 array philox_key(seed)")
         per_block = 4 if sfx == "f32" else 2
         launch(_PHILOX, f"xpnet_philox_uniform_{sfx}", -(-out.size // per_block),
-               (out, np.int64(out.size), counter, np.uint32(k0), np.uint32(k1)))
+               (out, np.int64(out.size), counter, key))
         kernel(_PHILOX, "xpnet_philox_counter_increment")((1,), (1,), (counter,))
     return out
 
