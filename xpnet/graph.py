@@ -57,9 +57,7 @@ class GraphStepper(WindowedStepper):
         # Objects by identity, held strongly: a recycled id() must never revive another run's graphs.
         key = (self.optimizer, self.loss, self.x, self.y, self.batch_size, self.on_nan, self.model.training)
         cached = _cache.get(self.model)
-        if cached is not None and len(cached[0]) == len(key) and all(a is b or (type(a) in (int, str, bool)
-                                                                             and a == b)
-                                                                         for a, b in zip(cached[0], key)):
+        if cached is not None and _same(cached[0][:4], key[:4]) and cached[0][4:] == key[4:]:
             self.buf = cached[1]
             self.guard = self.buf.guard
             self.guard.reset(self._loss_sum, self._seen)  # same arrays: the graphs hold their addresses

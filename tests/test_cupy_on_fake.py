@@ -1,0 +1,181 @@
+"""xpnet's CuPy path on the CPU: the cupy backend, its kernels, cuda_blas, graph mode, the device guard and
+the bench contenders, run against the fake CuPy in tests/fake_cupy (its docstring says what the fake
+models and what it does not). Runs everywhere: CI has no GPU, and these are not GPU tests, so they never
+skip; g++ is required (it compiles the CUDA kernels for the host), and its absence fails them.
+
+Each test runs one scenario of tests/fake_cupy/scenarios.py in a subprocess, because the fake must never be
+importable as `cupy` in this process: conftest and the GPU tests decide their skips with
+cuda_device_present(), which would find it. g++'s builds are cached in the pytest cache
+(.pytest_cache/d/fake_cupy_kernels).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+FAKE = Path(__file__).resolve().parent / "fake_cupy"
+ROOT = FAKE.parents[1]
+DIVERGED_AT = "epoch 1, batch 3 (optimizer step 3)"  # on_nan's poisoned batch
+
+
+@pytest.fixture(scope="module")
+def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("g++") is None:
+        pytest.fail("g++ is not installed: the fake CuPy compiles xpnet's CUDA kernels for the host with it "
+                    "(apt-get install g++); these tests must not be skipped", pytrace=False)
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    return cache.mkdir("fake_cupy_kernels") if cache is not None else tmp_path_factory.mktemp("fake_cupy_kernels")
+
+
+def run_scenario(name: str, cache: Path) -> dict[str, Any]:
+    """Run one scenario on the fake in a fresh interpreter; its report, after the checks every run shares."""
+    env = {**os.environ, "XPNET_FAKE_CUPY_CACHE": str(cache),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, str(FAKE / "scenarios.py"), name], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(f"scenario {name!r} on the fake CuPy failed (exit {proc.returncode}):\n"
+                    f"{proc.stderr[-6000:]}\n{proc.stdout[-2000:]}", pytrace=False)
+    report = json.loads(lines[-1][len("RESULT "):])
+    assert Path(report["cupy_file"]) == FAKE / "cupy" / "__init__.py"  # the fake ran, not a real CuPy
+    return report
+
+
+def assert_clean(report: dict[str, Any]) -> None:
+    """Nothing a capture refuses was attempted (even where xpnet caught the error), no kernel got an argument
+    CuPy would pass with the wrong size, no cuBLAS call was refused."""
+    assert report["violations"] == []
+    assert report["problems"] == []
+    assert report["cublas_errors"] == []
+
+
+def test_the_fake_is_not_importable_as_cupy_here():
+    spec = importlib.util.find_spec("cupy")
+    assert spec is None or FAKE not in Path(spec.origin or "").parents
+
+
+def test_the_fake_refuses_what_a_capture_refuses(kernel_cache):
+    """The fake's own rules, each broken once on purpose, so a permissive fake cannot pass the rest."""
+    report = run_scenario("fake_rules", kernel_cache)
+    r = report["result"]
+    assert r["capture"]["refused"] == dict.fromkeys(["float()", "get()", "asnumpy", "host-to-device",
+                                                     "cupy matmul", "synchronize", "other stream"], True)
+    assert len(report["violations"]) == 7  # one each, recorded even though the errors were caught
+    assert r["capture"]["after_capture"] == [0, 0, 0, 0]  # capturing ran nothing on older buffers
+    assert r["capture"]["after_launch"] == [1, 3, 5, 7]  # (x * 2) + 1
+    assert r["capture"]["after_relaunch"] == [21, 21, 21, 21]  # the replay read x's new contents
+    c = r["cublas"]
+    assert c["eager_maxdiff"] < 1e-6 and c["replayed_maxdiff"] < 1e-6 and c["relaunched_maxdiff"] < 1e-6
+    assert c["untouched_by_capture"]
+    assert (c["status_no_workspace"], c["status_wrong_stream"], c["status_right"]) == (7, 7, 0)
+    assert ["no workspace" in e for e in report["cublas_errors"]] == [True, False]
+    assert "is not the current stream" in report["cublas_errors"][1]
+    k = r["kernels"]
+    assert k["typed_ok"] and k["host_array_refused"] and k["fetched_in_capture_flagged"]
+    assert k["untyped_problems"] == ["KERNEL scale: float64 value for float a (CuPy passes it as float64)",
+                                     "KERNEL scale: int64 value for int n (CuPy passes it as int64)"]
+    assert k["block_sum_error"] < 1e-9  # warp shuffles and __syncthreads across 256 fibers
+
+
+def test_mlp_fit_windowed_and_graph_match_numpy(kernel_cache):
+    """300 rows, batch 64 (a partial batch of 44), 3 epochs, validation; then dropout 0.3."""
+    report = run_scenario("mlp", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    ref = r["numpy"]
+    assert ref["steps"] == 15
+    for mode in ("windowed", "graph"):
+        run = r[mode]
+        assert run["maxdiff_vs_numpy"] < 1e-5, mode
+        assert run["steps"] == 15 and run["param_steps"] == [15] * 4, mode
+        np.testing.assert_allclose(run["train_loss"], ref["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(run["val_loss"], ref["val_loss"], rtol=1e-5)
+    windowed, graph = r["windowed"]["counters"], r["graph"]["counters"]
+    assert windowed["recorded"] == windowed["replays"] == windowed["gemm_calls"] == 0  # plain eager CuPy
+    # Each batch size (64, 44) runs eagerly once, is captured the next time, then replayed: 15 - 2 replays.
+    assert graph["replays"] == 13
+    assert graph["gemm_captured_calls"] > 0  # the matmuls went through cuda_blas into the graphs
+    # ... and the eager step before each capture took the same route (creating the handle outside capture)
+    assert graph["gemm_calls"] == 2 * graph["gemm_captured_calls"]
+    d = r["dropout"]
+    # Same masks step for step: the graphs advance the Philox counter on the device, not a baked-in mask.
+    assert d["maxdiff_windowed_vs_graph"] < 1e-5
+    np.testing.assert_allclose(d["train_loss_graph"], d["train_loss_windowed"], rtol=1e-6)
+    assert d["maxdiff_vs_no_dropout"] > 1e-4  # the masks were applied at all
+    # A new mask every step: fit reseeds each epoch, and the last one's 5 steps each drew once (graph replays
+    # included: the counter's increment is a recorded kernel).
+    assert d["last_epoch_draws_windowed"] == d["last_epoch_draws_graph"] == 5
+    assert r["dropout_graph_counters"]["replays"] == 13
+
+
+def test_on_nan_stop_and_skip_on_the_device_guard(kernel_cache):
+    """Batch 3 overflows to inf: 'stop' raises there with the weights of the 2 clean steps, 'skip' drops it."""
+    report = run_scenario("on_nan", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    for mode in ("numpy", "windowed", "graph"):
+        stop = r[f"stop_{mode}"]
+        assert stop["error"] is not None and DIVERGED_AT in stop["error"], (mode, stop["error"])
+        assert stop["steps"] == 2 and stop["param_steps"] == [2] * 4, mode
+        assert stop["maxdiff_vs_two_clean_steps"] < 1e-5, mode
+        skip = r[f"skip_{mode}"]
+        assert skip["skipped_steps"] == 2 and skip["finite"], mode  # one poisoned batch per epoch
+        assert np.isfinite(skip["train_loss"]).all(), mode
+    assert r["skip_numpy"]["steps"] == 12
+    # On the device a dropped step still counts (fit's docstring): 2 epochs x 7 batches.
+    assert r["skip_windowed"]["steps"] == r["skip_graph"]["steps"] == 14
+    assert r["skip_graph"]["maxdiff_vs_windowed"] < 1e-5
+    np.testing.assert_allclose(r["skip_graph"]["train_loss"], r["skip_windowed"]["train_loss"], rtol=1e-6)
+
+
+def test_lenet_conv_kernels_windowed_and_graph_match_numpy(kernel_cache):
+    """40 images, batch 16 (16, 16, 8), 2 epochs: im2col/col2im/max-pool kernels and their GEMMs captured."""
+    report = run_scenario("lenet", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    for mode in ("windowed", "graph"):
+        assert r[mode]["maxdiff_vs_numpy"] < 1e-4, mode
+        assert r[mode]["steps"] == r["numpy"]["steps"] == 6, mode
+        np.testing.assert_allclose(r[mode]["train_loss"], r["numpy"]["train_loss"], rtol=1e-5)
+    assert r["windowed"]["counters"]["recorded"] == 0
+    assert r["graph"]["counters"]["replays"] == 4  # 6 steps, 2 of them eager (first of each batch size)
+    assert r["graph"]["counters"]["gemm_captured_calls"] > 0
+
+
+def test_checkpoint_resume_in_graph_mode_matches_the_uninterrupted_run(kernel_cache):
+    """Graph mode with dropout, checkpoints every 2 steps; resumed from epoch 2 batch 2 to the end."""
+    report = run_scenario("resume", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    assert r["written"] == [f"ckpt-e000{e}-b00000{b}.safetensors" for e in (1, 2) for b in (2, 4, 5)]
+    assert r["maxdiff_resumed_vs_full"] < 1e-6  # weights, optimizer state and the Philox stream all resumed
+    assert r["steps"] == r["full_steps"] == 15
+    np.testing.assert_allclose(r["train_loss"], r["full_train_loss"], rtol=1e-6)
+    assert r["resumed_counters"]["replays"] > 0 and r["resumed_counters"]["gemm_captured_calls"] > 0
+
+
+def test_bench_cupy_contenders_train_what_numpy_trains(kernel_cache):
+    """`xpnet bench`'s xpnet-cupy and xpnet-cupy-graph (in process), batch 128 over 300 samples, 2 epochs."""
+    report = run_scenario("bench", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    assert (r["cupy"]["contender"], r["cupy-graph"]["contender"]) == ("xpnet-cupy", "xpnet-cupy-graph")
+    for name in ("cupy", "cupy-graph"):
+        assert r[name]["maxdiff_vs_numpy"] < 1e-5, name
+        assert r[name]["steps"] == 6 and all(s > 0 for s in r[name]["seconds"]), name
+        assert r[name]["info"]["device"].startswith("cuda:0"), name
+    assert r["cupy-graph"]["info"]["graph"] is True
+    assert r["cupy"]["graphs"] == {}
+    assert r["cupy-graph"]["graphs"] == {"44": True, "128": True}  # both batch sizes captured
+    assert r["cupy-graph"]["counters"]["replays"] == 4
+    assert r["cupy-graph"]["counters"]["gemm_captured_calls"] > 0
