@@ -28,8 +28,7 @@ def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, 
     value = loss.forward(model.forward(x), y)
     if check_finite and not bool(namespace(value).isfinite(value)):
         raise NonFiniteLoss(float(value))
-    grad = loss.backward()
-    model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
+    _backward(model, loss)
     optimizer.step()
     return value
 
@@ -37,9 +36,13 @@ def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, 
 def forward_backward(model: Module, loss: Loss, x: Any, y: Any) -> Any:
     """Forward, loss and backward on a batch (gradients accumulated, nothing updated); returns the loss."""
     value = loss.forward(model.forward(x), y)
+    _backward(model, loss)
+    return value
+
+
+def _backward(model: Module, loss: Loss) -> None:
     grad = loss.backward()
     model.backward(grad, need_dx=False) if model.skips_dx else model.backward(grad)
-    return value
 
 
 class Stepper:
