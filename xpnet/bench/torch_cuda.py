@@ -161,17 +161,8 @@ class TorchCudaCompile(TorchReference):
                                        f"{type(exc).__name__}: {message}") from None
         self._restore(initial)
 
-    def epoch(self, epoch: int) -> float:
-        order = np.random.default_rng((self.seed, epoch)).permutation(self.x.shape[0])
-        index = self.torch.from_numpy(order).to(self.device)
-        self._sync()
-        start = time.perf_counter()
-        for i in range(0, len(order), self.batch_size):
-            rows = index[i:i + self.batch_size]
-            self.opt.zero_grad(set_to_none=True)
-            self.compiled(self.x[rows], self.y[rows])
-        self._sync()
-        return time.perf_counter() - start
+    def _train_on(self, xb: Any, yb: Any) -> None:
+        self.compiled(xb, yb)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "compile_mode": self.mode}
