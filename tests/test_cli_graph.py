@@ -2,6 +2,8 @@
 `xpnet info`'s GPU line (decoded CUDA versions, compute capability, memory) from stand-in device queries."""
 from __future__ import annotations
 
+import importlib.util
+
 import sys
 import types
 
@@ -9,6 +11,8 @@ import pytest
 
 from xpnet.cli import build_parser, main
 from xpnet.commands import info_cmd
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], None), (["--graph"], True), (["--no-graph"], False)])
@@ -74,6 +78,7 @@ def test_gpu_facts_for_cupy(monkeypatch):
     assert "CUDA driver 12.9, CUDA runtime 12.8, CuPy 13.6.0" in info_cmd.gpu_facts(backend)
 
 
+@needs_torch
 def test_gpu_facts_for_torch_on_cuda_and_none_on_a_cpu(monkeypatch):
     import torch
 
@@ -87,6 +92,7 @@ def test_gpu_facts_for_torch_on_cuda_and_none_on_a_cpu(monkeypatch):
     assert info_cmd.gpu_facts(types.SimpleNamespace(name="numpy", device="cpu", versions={})) is None
 
 
+@needs_torch
 def test_info_prints_the_gpu_line_and_survives_a_failing_query(monkeypatch, capsys):
     def facts(backend):
         if backend.name == "torch":
