@@ -69,3 +69,12 @@ def test_model_to_moves_and_casts():
     pytest.importorskip("torch")
     model = xn.Sequential([xn.Dense(3, 2)]).to("torch", dtype="float64")
     assert model.backend.name == "torch" and model.dtype == "float64"
+
+
+def test_asarray_keeps_zero_d_arrays_zero_d(backend):
+    """np.ascontiguousarray turns a 0-d array into shape (1,); a backend's copy must keep the shape (the
+    device guard and the graph step's scalars are 0-d)."""
+    import numpy as np
+
+    a = backend.asarray(np.asarray(0.5, dtype=np.float32))
+    assert tuple(a.shape) == () and float(backend.to_numpy(a)) == 0.5

@@ -39,7 +39,7 @@ class Backend:
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         """A copy of a host (NumPy) array on this backend's device; never shares memory with `host`."""
         dt = None if dtype is None else self.dtype(dtype)
-        return self.xp.asarray(np.ascontiguousarray(host), dtype=dt, device=self.device, copy=True)
+        return self.xp.asarray(np.asarray(host, order="C"), dtype=dt, device=self.device, copy=True)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy an array of this backend to a NumPy array on the host."""

@@ -66,7 +66,7 @@ class CupyBackend(Backend):
         self._graph_pool: Any = None
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
-        a = np.ascontiguousarray(host)
+        a = np.asarray(host, order="C")
         with self.device:
             return self._cupy.asarray(a if dtype is None else a.astype(dtype, copy=False))
 

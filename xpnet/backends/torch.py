@@ -29,7 +29,7 @@ class TorchBackend(Backend):
 
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         dt = None if dtype is None else self.dtype(dtype)
-        return self._torch.tensor(np.ascontiguousarray(host), dtype=dt, device=self.device)  # always a copy
+        return self._torch.tensor(np.asarray(host, order="C"), dtype=dt, device=self.device)  # always a copy
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()

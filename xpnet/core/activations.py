@@ -89,8 +89,9 @@ class Sigmoid(Module):
         return self._y
 
     def backward(self, dy: Any) -> Any:
-        kernel = lookup(namespace(dy), "sigmoid_backward")
-        return kernel(namespace(dy), dy, self._y) if kernel is not None else dy * self._y * (1.0 - self._y)
+        xp = namespace(dy)
+        kernel = lookup(xp, "sigmoid_backward")
+        return kernel(xp, dy, self._y) if kernel is not None else dy * self._y * (1.0 - self._y)
 
 
 class Tanh(Module):
@@ -101,8 +102,9 @@ class Tanh(Module):
         return self._y
 
     def backward(self, dy: Any) -> Any:
-        kernel = lookup(namespace(dy), "tanh_backward")
-        return kernel(namespace(dy), dy, self._y) if kernel is not None else dy * (1.0 - self._y * self._y)
+        xp = namespace(dy)
+        kernel = lookup(xp, "tanh_backward")
+        return kernel(xp, dy, self._y) if kernel is not None else dy * (1.0 - self._y * self._y)
 
 
 class Swish(Module):

@@ -164,14 +164,15 @@ class Sequential(Module):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def forward(self, x: Any) -> Any:
-        kernel = lookup(namespace(x), "bias_relu_forward") if self._fusable_pairs() else None
+        fuse = self._fusable_pairs()
+        kernel = lookup(namespace(x), "bias_relu_forward") if fuse else None
         if kernel is None:
             for layer in self.layers:
                 x = layer.forward(x)
             return x
         # A backend's bias+ReLU kernel replaces Dense's bias add and ReLU's pass with one (a GPU's cost
         # per small op is mostly its launch); each layer still keeps what its own backward reads.
-        layers, fuse, i = self.layers, self._fusable_pairs(), 0
+        layers, i = self.layers, 0
         while i < len(layers):
             if i in fuse:
                 dense = layers[i]

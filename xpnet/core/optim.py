@@ -169,9 +169,8 @@ class SGD(Optimizer):
     def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: Any, step: Any,
                 gate: Any = None) -> tuple[Any, ...]:
         velocity = arrays[0] if arrays else None
-        extra = {} if gate is None else {"gate": gate}
         p, velocity = self._kernel(xp, sgd_update)(xp, p, g, velocity, lr=lr, momentum=self.momentum,
-                                                   nesterov=self.nesterov, weight_decay=self.weight_decay, **extra)
+                                                   nesterov=self.nesterov, weight_decay=self.weight_decay, gate=gate)
         return (p, velocity) if self.momentum else (p,)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -196,10 +195,9 @@ class Adam(Optimizer):
     def _update(self, xp: Any, p: Any, g: Any, arrays: list[Any], lr: Any, step: Any,
                 gate: Any = None) -> tuple[Any, ...]:
         m, v = arrays
-        extra = {} if gate is None else {"gate": gate}
         return self._kernel(xp, adam_update)(xp, p, g, m, v, lr=lr, beta1=self.betas[0], beta2=self.betas[1],
                                              eps=self.eps, step=step, weight_decay=self.weight_decay,
-                                             decoupled=self.decoupled, **extra)
+                                             decoupled=self.decoupled, gate=gate)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}

@@ -24,7 +24,7 @@ CHECKSUM_KEY = "sha256"
 def write_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
     """Atomically write host arrays plus JSON-able metadata (stored as one JSON string per key), with the
     SHA-256 of the array bytes in the header so a torn or bit-flipped file is detected on load."""
-    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    tensors = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # ascontiguousarray would make 0-d 1-d
     meta = {k: json.dumps(v) for k, v in metadata.items()}
     draft = _save_tensors(tensors, metadata=meta)
     # The data section does not depend on the header's contents, so its digest can go into the header.
