@@ -11,6 +11,17 @@ from pathlib import Path
 
 import pytest
 
+FAKE_CUPY = os.environ.get("XPNET_TEST_FAKE_CUPY") == "1"
+if FAKE_CUPY:
+    # tests/test_gpu_files_on_fake.py runs the GPU-only test files in a subprocess with the CuPy test double
+    # installed here, before anything imports cupy or decides a skip by whether a CUDA device is present.
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_cupy"))
+    from install import install
+
+    _FAKE = install()  # held for the session: the fake cuBLAS's C callbacks must outlive every call
+
 from xpnet.backends import get_backend
 from xpnet.backends.cupy import cuda_device_present
 
@@ -53,6 +64,18 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_backend_env(monkeypatch):
-    monkeypatch.delenv("XPNET_BACKEND", raising=False)
+def _pinned_backend(monkeypatch):
+    # A command-line test that names no --backend runs on numpy on every machine: on a GPU machine `auto`
+    # would be CuPy in graph mode, and the test would mean something else. Tests of `auto` clear this.
+    monkeypatch.setenv("XPNET_BACKEND", "numpy")
     os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the fake CuPy, skip the few GPU tests it cannot stand in for, with their reason."""
+    if not FAKE_CUPY:
+        return
+    for item in items:
+        mark = item.get_closest_marker("not_on_fake")
+        if mark is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not on the fake CuPy: {mark.args[0]}"))

@@ -109,6 +109,7 @@ def test_cuda_reference_without_a_gpu_says_why(monkeypatch):
 
 
 @needs_torch
+@pytest.mark.not_on_fake("it ignores CUDA_VISIBLE_DEVICES, which these tests use to hide the GPU")
 def test_gpu_contenders_named_without_a_gpu_are_skipped_with_a_note(mnist_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the workers see no GPU, on any machine
     report = tmp_path / "b.json"
@@ -126,6 +127,7 @@ def test_gpu_contenders_named_without_a_gpu_are_skipped_with_a_note(mnist_dir, t
 
 
 @needs_torch
+@pytest.mark.not_on_fake("it ignores CUDA_VISIBLE_DEVICES, which these tests use to hide the GPU")
 def test_only_gpu_contenders_without_a_gpu_is_a_one_line_error(mnist_dir, capsys, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert main(["bench", "--backends", "torch-cuda-eager,torch-cuda-compile", "--samples", "256",

@@ -185,14 +185,17 @@ def test_a_captured_cuda_graph_replays_with_new_scalars_and_new_random_numbers(c
         p, g, m, v = (cp.asarray(a) for a in (p0, grads[0], m0, v0))
         lr, step = cp.asarray(1e-3, dtype=dtype), cp.asarray(1.0, dtype=cp.float32)
         counter, noise = cp.zeros((), dtype=cp.uint64), cp.empty(100, dtype=dtype)
+        key = cp.asarray(ph.philox_key(5))  # a captured graph reads its key from the device: no copy inside
         ck.adam_update(xp, p.copy(), g, m.copy(), v.copy(), lr=lr, step=step, **kw)  # compiles before capture
-        ph.philox_uniform(100, dtype, 5, counter, out=noise)
+        ph.philox_uniform(100, dtype, key, counter, out=noise)
         counter.fill(0)
         stream.synchronize()
         stream.begin_capture()
-        ck.adam_update(xp, p, g, m, v, lr=lr, step=step, **kw)
-        ph.philox_uniform(100, dtype, 5, counter, out=noise)
-        graph = stream.end_capture()
+        try:
+            ck.adam_update(xp, p, g, m, v, lr=lr, step=step, **kw)
+            ph.philox_uniform(100, dtype, key, counter, out=noise)
+        finally:
+            graph = stream.end_capture()  # a stream left capturing would break every test after this one
     ep, em, ev = (cp.asarray(a) for a in (p0, m0, v0))
     for k in range(3):
         with stream:
@@ -206,6 +209,19 @@ def test_a_captured_cuda_graph_replays_with_new_scalars_and_new_random_numbers(c
             same_bits(a, b)
         np.testing.assert_array_equal(noise.get(), ph.philox_uniform_numpy(100, dtype, 5, k))
         assert int(counter) == k + 1
+
+
+def test_an_int_seed_inside_a_capture_is_refused_and_leaves_the_stream_usable(cp):
+    counter, stream = cp.zeros((), dtype=cp.uint64), cp.cuda.Stream(non_blocking=True)
+    ph.philox_uniform(8, "float32", 5, counter)  # compiled outside the capture
+    with stream:
+        stream.begin_capture()
+        try:
+            with pytest.raises(TypeError, match="device key"):
+                ph.philox_uniform(8, "float32", 5, counter)
+        finally:
+            stream.end_capture()
+    assert int(counter) == 1  # nothing was recorded or run by the refused call
 
 
 def test_non_contiguous_state_is_refused_and_other_dtypes_raise_type_error(cp, xp):

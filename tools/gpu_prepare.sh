@@ -3,7 +3,7 @@
 # checkout only. Its image already has CuPy (cupy-cuda13x), numpy, torch, pytest, pytest-benchmark,
 # hypothesis, safetensors, tqdm, threadpoolctl and matplotlib; this fetches the rest as wheels into .whl/
 # and copies the MNIST files into device-data/ (both git-ignored). Then, through the device tool:
-#   run(command="bash tools/gpu_session.sh", carry=[".whl", "device-data"])
+#   run(command="bash tools/gpu_verify.sh", carry=[".whl", "device-data"], timeout_s=540)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl device-data

@@ -10,10 +10,12 @@ Each batch size is run eagerly the first time it is met (a real step, which also
 flat buffers and compiles every kernel outside the capture), captured the second time, then replayed.
 An epoch with a partial last batch therefore holds two graphs. On a backend without capture
 (`Backend.supports_capture` False: NumPy, torch, strict) the same step runs eagerly every time, which is
-how CPU tests check that graph mode computes what eager mode does.
+how CPU tests check that graph mode computes what eager mode does. If a capture fails, one line says why
+and every later step of that model runs the same body eagerly: slower, never a crash.
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -42,6 +44,7 @@ class GraphBuffers:
     count: Any  # 0-d, the model's dtype: the next update's number (Adam's bias correction), refilled too
     graphs: dict[int, _Graph] = field(default_factory=dict)
     guard: Any = None
+    capture_failed: str = ""  # why capture failed, once it has: from then on the step runs eagerly
 
 
 # Graphs live as long as the model they were captured for (fit and repeated train_epoch calls reuse them).
@@ -93,17 +96,26 @@ class GraphStepper(WindowedStepper):
             self.buf.graphs.clear()
             graph = self.buf.graphs.setdefault(rows, _Graph(rows, arange=graph.arange))
         graph.uses += 1
-        if graph.uses == 1 or (graph.replay is None and not self._flat_ready()):
+        if graph.uses == 1 or self.buf.capture_failed or (graph.replay is None and not self._flat_ready()):
             # Eager: a real step that also builds the optimizer's flat buffers (whose first gather must run,
-            # not be recorded) and compiles every kernel outside the capture.
-            with self.backend.capture_warmup():
-                self._body(graph)()
+            # not be recorded) and compiles every kernel and the cuBLAS handle outside the capture. After a
+            # failed capture every step runs this way: the same body, the same device state.
+            self._body(graph)()
             return
         if graph.replay is None:
-            graph.replay = self.backend.capture(self._body(graph))
+            counts = _counts(opt)
+            try:
+                graph.replay = self.backend.capture(self._body(graph))
+            except Exception as exc:  # a driver, a library that synchronises, anything: train on, eagerly
+                _restore(opt, counts)  # the recorded step never ran; the host counted what it reached
+                self.buf.capture_failed = f"{type(exc).__name__}: {_first_line(exc)}"
+                print(f"xpnet: CUDA-graph capture failed ({self.buf.capture_failed}); training continues with "
+                      f"the same step run eagerly (--no-graph / graph=False skips the attempt)", file=sys.stderr)
+                self._body(graph)()
+                return
             graph.bound = self._bound()
             if self.backend.supports_capture:
-                opt.advance(-1)  # capturing ran the step's Python once (counting a step) but updated nothing
+                _restore(opt, counts)  # capturing ran the step's Python once (counting a step) but updated nothing
         if self.backend.supports_capture:
             graph.replay()
             opt.advance(1)  # the replay updated the weights; the host counts it
@@ -136,6 +148,25 @@ class GraphStepper(WindowedStepper):
 def _next_update(opt: Any) -> int:
     """The update number the next step gives every parameter (they move together on the flat path)."""
     return max((st.get("step", 0) for st in opt.state), default=0) + 1
+
+
+def _counts(opt: Any) -> tuple[int, list[Any]]:
+    """The optimizer's host-side step counts, to put back after a capture (which runs no update)."""
+    return opt.steps, [st.get("step") for st in opt.state]
+
+
+def _restore(opt: Any, counts: tuple[int, list[Any]]) -> None:
+    opt.steps = counts[0]
+    for st, step in zip(opt.state, counts[1]):
+        if step is None:
+            st.pop("step", None)
+        else:
+            st["step"] = step
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:

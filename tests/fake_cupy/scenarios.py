@@ -215,6 +215,34 @@ def scenario_bench() -> dict[str, Any]:
     return out
 
 
+def scenario_capture_fails() -> dict[str, Any]:
+    """The driver refuses every capture (end_capture raises, as a capture invalidated by a synchronising
+    library would): graph-mode fit warns once and trains on eagerly, exactly as the windowed step does."""
+    import contextlib
+    import io
+
+    from cupy import _capture
+
+    ended = _capture.Stream.end_capture
+
+    def refuse(stream: Any) -> Any:
+        ended(stream)  # the stream stops capturing, and what it recorded is thrown away
+        raise _capture.CUDARuntimeError("cudaErrorStreamCaptureInvalidated: operation failed due to a "
+                                        "previous error during capture")
+
+    windowed, w_opt, w_hist = fit(CP, False)
+    err = io.StringIO()
+    _capture.Stream.end_capture = refuse
+    try:
+        with contextlib.redirect_stderr(err):
+            (graphed, g_opt, g_hist), delta = measured(fit, CP, True)
+    finally:
+        _capture.Stream.end_capture = ended
+    return {"stderr": err.getvalue(), "maxdiff_vs_windowed": maxdiff(weights(graphed), weights(windowed)),
+            "steps": [g_opt.steps, w_opt.steps], "param_steps": [g_opt.param_steps(), w_opt.param_steps()],
+            "train_loss": [g_hist["train_loss"], w_hist["train_loss"]], "counters": delta}
+
+
 def scenario_fake_rules() -> dict[str, Any]:
     """The fake itself: that it refuses what a capture refuses, replays what it recorded, and flags kernels."""
     import fake_rules
@@ -224,7 +252,7 @@ def scenario_fake_rules() -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "mlp": scenario_mlp, "on_nan": scenario_on_nan, "lenet": scenario_lenet, "resume": scenario_resume,
-    "bench": scenario_bench, "fake_rules": scenario_fake_rules}
+    "bench": scenario_bench, "capture_fails": scenario_capture_fails, "fake_rules": scenario_fake_rules}
 
 
 def main(name: str) -> None:

@@ -1,7 +1,6 @@
 """Backend: which array library computes, on which device, and how data crosses to and from the host."""
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -70,11 +69,6 @@ class Backend:
         """A callable replaying `step` (a function of no arguments over fixed buffers). Here: `step`
         itself, run eagerly each time; a GPU backend records it once as a graph and replays that."""
         return step
-
-    def capture_warmup(self) -> Any:
-        """A context for the eager run of a step that will be captured next: there, run it the way the
-        capture will (a GPU backend routes its matrix products as inside a capture). Here: nothing."""
-        return contextlib.nullcontext()
 
     # -- identity -----------------------------------------------------------------------------
     def same_as(self, other: "Backend") -> bool:

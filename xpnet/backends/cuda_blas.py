@@ -10,8 +10,8 @@ itself can be captured (cuBLAS guide, "CUDA Graphs Support") when:
     workspace to cuBLAS's own pool, so the workspace is set again after every cublasSetStream;
   * alpha and beta are host values (CUBLAS_POINTER_MODE_HOST): their values are baked into the graph.
 The handle must be created outside capture (cublasCreate is not capturable): `prepare()` does it, and so
-does the first eager `matmul` on a device (one handle and a 32 MiB workspace per device, even for a program
-that never captures), which is why an eager warm-up step before capture is enough.
+does the first eager `gemm` on a device (one handle and a 32 MiB workspace per device), which is why an
+eager warm-up step before capture is enough.
 
 Rules for captured code:
   * A result allocated during capture (gemm without `out=`) comes from CuPy's memory pool, which is legal in
@@ -23,18 +23,17 @@ Rules for captured code:
   * One handle and one workspace per device: graphs holding these GEMMs must not be launched concurrently
     on different streams (they would share the workspace). Launching them one after another is fine.
 
-Eager code keeps CuPy's own `a @ b`; `matmul` switches to `gemm` only while the current stream captures.
-Importing this module loads neither CuPy nor cuBLAS.
+`matmul` (the kernel-table entry) calls `gemm` in eager and captured code alike: one route, so both modes
+compute the same bits. Importing this module loads neither CuPy nor cuBLAS.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from xpnet.backends.kernels import register
 
@@ -230,7 +229,6 @@ class _Context:
 
 
 _contexts: dict[tuple[int, int], _Context] = {}
-_prepare_errors: dict[int, str] = {}  # device -> why the eager warm-up could not prepare it
 
 
 def prepare(device_id: int | None = None) -> None:
@@ -247,10 +245,8 @@ def prepare(device_id: int | None = None) -> None:
         if key in _contexts:
             return
         if cupy.cuda.get_current_stream().is_capturing():
-            earlier = _prepare_errors.get(device.id)
             raise RuntimeError(f"cuBLAS handle for cuda:{device.id} requested during stream capture; call "
-                               "xpnet.backends.cuda_blas.prepare() or run one eager step before begin_capture()"
-                               + (f" (the eager attempt failed: {earlier})" if earlier else ""))
+                               "xpnet.backends.cuda_blas.prepare() or run one eager step before begin_capture()")
         handle = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
         _check(lib.cublasSetPointerMode_v2(handle, POINTER_MODE_HOST), "cublasSetPointerMode")
@@ -272,7 +268,6 @@ def release_all() -> None:
                     device.synchronize()  # no GEMM may still be using the workspace
                     _check(_lib.cublasDestroy_v2(ctx.handle), "cublasDestroy")
             del _contexts[(pid, dev)]
-        _prepare_errors.clear()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -351,41 +346,18 @@ def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------
-# The "matmul" fast kernel.
-
-
-_route_as_captured = 0  # > 0 inside routed_as_in_capture()
-
-
-@contextlib.contextmanager
-def routed_as_in_capture() -> Iterator[None]:
-    """While active, eager matmuls take the capture route (gemm), so the eager run before a capture creates
-    the handle and loads the cuBLAS kernels the graph will record, outside the capture."""
-    global _route_as_captured
-    _route_as_captured += 1
-    try:
-        yield
-    finally:
-        _route_as_captured -= 1
+# The "matmul" fast kernel: the same cuBLAS call eagerly and inside a capture.
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """a @ b: CuPy's own matmul eagerly, `gemm` while the current stream captures a CUDA graph (and in the
-    eager run just before one, see routed_as_in_capture)."""
+    """a @ b through `gemm` for 2-D float32/float64 operands, eagerly and while a stream captures alike, so
+    a captured step computes the same bits as the eager one (CuPy's own `@` is cublasGemmEx on CuPy's
+    handle, which may choose another kernel). Anything else (batched, mixed or integer dtypes) goes to
+    CuPy's `@`, which CuPy itself refuses inside a capture."""
     import cupy
 
-    if _route_as_captured or cupy.cuda.get_current_stream().is_capturing():
-        if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (cupy.float32, cupy.float64):
-            return gemm(a, b)
-        return a @ b  # CuPy raises its own NotImplementedError for what gemm does not cover
-    dev = a.device.id
-    if (os.getpid(), dev) not in _contexts and dev not in _prepare_errors:
-        # The eager warm-up before a capture prepares the handle, so capture needs no extra call. A failure
-        # here must not break eager matmul, which never needs this module: remember it for a later capture.
-        try:
-            prepare(dev)
-        except Exception as exc:
-            _prepare_errors[dev] = f"{type(exc).__name__}: {exc}"
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (cupy.float32, cupy.float64):
+        return gemm(a, b)
     return a @ b
 
 

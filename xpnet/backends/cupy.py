@@ -118,11 +118,6 @@ class CupyBackend(Backend):
 
         return replay
 
-    def capture_warmup(self) -> Any:
-        from xpnet.backends import cuda_blas
-
-        return cuda_blas.routed_as_in_capture()
-
     def describe_device(self) -> str:
         props = self._cupy.cuda.runtime.getDeviceProperties(self.device.id)
         return f"cuda:{self.device.id} ({props['name'].decode()})"

@@ -108,7 +108,15 @@ def philox_uniform(shape: int | Sequence[int], dtype: Any, seed: Any, counter: A
             out = cupy.empty(shape, dtype=dtype)
         elif tuple(out.shape) != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous {np.dtype(dtype).name} array of shape {shape}")
-        key = seed if isinstance(seed, cupy.ndarray) else cupy.asarray(philox_key(seed))
+        if isinstance(seed, cupy.ndarray):
+            key = seed
+        elif cupy.cuda.get_current_stream().is_capturing():
+            # The copy of an int seed's key would be a host-to-device transfer, which CuPy refuses inside a
+            # capture (and a graph would replay it with this seed forever): say what to pass instead.
+            raise TypeError("philox_uniform inside a CUDA-graph capture needs a device key: pass "
+                            "cupy.asarray(philox_key(seed)) made before the capture, not an int seed")
+        else:
+            key = cupy.asarray(philox_key(seed))
         if key.dtype != np.uint32 or key.shape != (2,) or not key.flags.c_contiguous:
             raise TypeError("a device seed must be the (2,) uint32 array philox_key(seed)")
         per_block = 4 if sfx == "f32" else 2

@@ -23,6 +23,8 @@ class TorchBackend(Backend):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:  # "cuda" names the current device: say which, so that
+            dev = torch.device("cuda", torch.cuda.current_device())  # it equals the device of the user's tensors
         super().__init__(xp_torch, dev, {"torch": torch.__version__})
         self._gen = torch.Generator(device=dev)
         self.sync_costly = dev.type == "cuda"

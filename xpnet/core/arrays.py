@@ -66,7 +66,7 @@ def check_matrix_input(owner: Any, x: Any, width: int, dtype: Any) -> None:
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """a @ b, or the backend's registered "matmul" where it has one (CuPy's cuBLAS route that works
-    inside a CUDA-graph capture, which CuPy's own `@` refuses)."""
+    """a @ b, or the backend's registered "matmul" where it has one (on CuPy a direct cuBLAS call, the same
+    eagerly and inside a CUDA-graph capture, where CuPy's own `@` is refused)."""
     kernel = lookup(namespace(a), "matmul")
     return a @ b if kernel is None else kernel(a, b)

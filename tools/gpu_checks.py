@@ -1,0 +1,143 @@
+"""The first two steps of tools/gpu_verify.sh: what the GPU machine has, and a smoke test of the CuPy path.
+
+    python tools/gpu_checks.py env     # GPU, driver, CUDA, versions, the cuBLAS/NVRTC actually loaded, a C compiler
+    python tools/gpu_checks.py smoke   # ctypes GEMM == CuPy matmul; a captured GEMM replays; graph fit == eager fit
+
+Each prints `key: value` lines (gpu_verify.sh copies them into summary.txt) and exits non-zero on a failed
+check; `env` exits 3 when there is no CUDA device, so the run stops there.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+NO_DEVICE = 3
+
+
+def say(key: str, value: Any) -> None:
+    print(f"{key}: {value}", flush=True)
+
+
+def loaded_libraries(*names: str) -> list[str]:
+    """Paths of the shared libraries of this process whose file name contains one of `names`."""
+    found = set()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        path = line.split()[-1] if len(line.split()) >= 6 else ""
+        if any(n in Path(path).name for n in names):
+            found.add(path)
+    return sorted(found)
+
+
+def env() -> int:
+    from xpnet.backends.cupy import cuda_device_present
+
+    say("python", sys.version.split()[0])
+    say("numpy", np.__version__)
+    say("c compiler (torch.compile needs one)", ", ".join(filter(None, map(shutil.which, ("cc", "gcc", "g++"))))
+        or "none")
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=20, check=False)
+        say("nvidia-smi", q.stdout.strip() or q.stderr.strip())
+    if not cuda_device_present():
+        say("cupy", "no CUDA device (or CuPy missing): nothing to verify on this machine")
+        return NO_DEVICE
+    import cupy
+
+    from xpnet.backends import cuda_blas, get_backend
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    say("gpu", f"{props['name'].decode()} (compute capability {props['major']}.{props['minor']}, "
+               f"{props['totalGlobalMem'] / 2**30:.0f} GiB)")
+    say("cuda driver / runtime", f"{cupy.cuda.runtime.driverGetVersion()} / {cupy.cuda.runtime.runtimeGetVersion()}")
+    say("cupy", cupy.__version__)
+    try:
+        import torch
+
+        say("torch", f"{torch.__version__} (CUDA {torch.version.cuda}, GPU seen: {torch.cuda.is_available()}, "
+                     f"float32 matmul precision {torch.get_float32_matmul_precision()})")
+    except ImportError:
+        say("torch", "not installed")
+    backend = get_backend("cupy")
+    x = backend.asarray(np.ones((64, 64), np.float32))
+    cuda_blas.gemm(x, x)
+    backend.uniform((8,), "float32")  # one NVRTC compile
+    backend.synchronize()
+    say("libcublas loaded", " ".join(loaded_libraries("libcublas.so")) or "none")
+    say("libnvrtc loaded", " ".join(loaded_libraries("libnvrtc")) or "none")
+    say("xpnet device", backend.describe_device())
+    return 0
+
+
+def check(name: str, ok: bool, detail: str) -> bool:
+    say(name, f"{'ok' if ok else 'FAILED'} ({detail})")
+    return ok
+
+
+def smoke() -> int:
+    import cupy
+
+    import xpnet as xn
+    from xpnet import graph as graph_mode
+    from xpnet.backends import cuda_blas, get_backend, transfer
+
+    cp_backend, np_backend = get_backend("cupy"), get_backend("numpy")
+    rng = np.random.default_rng(0)
+    ok = True
+    for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
+        a, b = rng.normal(size=(257, 129)).astype(dtype), rng.normal(size=(65, 129)).astype(dtype)
+        da, db = cupy.asarray(a), cupy.asarray(b)
+        got, want = cuda_blas.gemm(da, db.T), da @ db.T  # a transposed operand: the op-T path
+        err = float(cupy.max(cupy.abs(got - want)) / cupy.max(cupy.abs(want)))
+        ok &= check(f"ctypes gemm == cupy matmul, {dtype}", err < tol, f"max relative difference {err:.2e}")
+
+    a, b, out = (cupy.asarray(rng.normal(size=(128, 128)).astype(np.float32)) for _ in range(3))
+    cuda_blas.prepare()
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            cuda_blas.gemm(a, b, out=out)
+        finally:
+            graph = stream.end_capture()
+        errs = []
+        for k in range(3):
+            a[...] = cupy.asarray(rng.normal(size=(128, 128)).astype(np.float32))
+            graph.launch(stream=stream)
+            stream.synchronize()
+            errs.append(float(cupy.max(cupy.abs(out - cuda_blas.gemm(a, b)))))
+    ok &= check("captured gemm replays with new inputs", max(errs) == 0.0, f"max differences {errs}")
+
+    x = rng.normal(size=(600, 20)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    runs = {}
+    for graph in (True, False):
+        model = xn.Sequential([xn.Dense(20, 64, rng=np.random.default_rng(1)), xn.ReLU(), xn.Dropout(0.2),
+                               xn.Dense(64, 3, rng=np.random.default_rng(2))])
+        opt = xn.Adam(model.parameters(), lr=0.01)
+        hist = xn.fit(model, xn.SoftmaxCrossEntropy(), opt, (cp_backend.asarray(x), cp_backend.asarray(y)),
+                      epochs=3, batch_size=64, seed=1, graph=graph)
+        runs[graph] = ([transfer(p.value, np_backend) for p in model.parameters()], hist["train_loss"])
+        if graph:
+            cached = graph_mode._cache.get(model)
+            buf = cached[1] if cached else None
+            captured = sorted(r for r, g in buf.graphs.items() if g.replay is not None) if buf else []
+            ok &= check("graph mode captured", bool(captured) and not buf.capture_failed,
+                        f"graphs for batch sizes {captured}; capture failure: {buf.capture_failed or 'none'}"
+                        if buf else "no graph buffers")
+    diff = max(float(np.max(np.abs(g - e))) for g, e in zip(runs[True][0], runs[False][0]))
+    ok &= check("graph fit == eager fit (3 epochs, 30 steps, dropout)", diff <= 1e-6,
+                f"max weight difference {diff:.3e}; train losses {runs[True][1]} vs {runs[False][1]}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit({"env": env, "smoke": smoke}[sys.argv[1]]())
