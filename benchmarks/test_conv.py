@@ -18,7 +18,7 @@ from xpnet.core.losses import SoftmaxCrossEntropy
 from xpnet.core.optim import Adam
 from xpnet.core.pool import MaxPool2D
 from xpnet.models import lenet
-from xpnet.train import train_step
+from xpnet.training.fit import train_step
 
 
 def _shape(a: Any) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ import numpy as np
 from xpnet.core.activations import ReLU
 from xpnet.core.losses import SoftmaxCrossEntropy
 from xpnet.core.optim import SGD, Adam
-from xpnet.train import train_step
+from xpnet.training.fit import train_step
 
 
 def _shape(a: Any) -> tuple[int, ...]:

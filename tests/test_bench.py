@@ -85,7 +85,7 @@ def test_default_contenders_add_the_gpu_ones_only_with_a_gpu(monkeypatch):
     import torch
 
     import xpnet.backends
-    from xpnet.commands.bench_cmd import default_contenders
+    from xpnet.cli.bench import default_contenders
 
     monkeypatch.setattr(xpnet.backends, "available_backends", lambda: ["numpy", "torch", "strict"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

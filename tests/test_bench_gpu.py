@@ -132,7 +132,7 @@ def test_bench_runs_every_gpu_contender(mnist_dir, tmp_path, capsys):
 
 @needs_torch_cuda
 def test_default_contenders_on_a_gpu_machine():
-    from xpnet.commands.bench_cmd import default_contenders
+    from xpnet.cli.bench import default_contenders
 
     names = default_contenders()
     assert names[-3:] == list(C.GPU_REFERENCE_NAMES) and "torch-eager" in names

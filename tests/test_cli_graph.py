@@ -10,7 +10,7 @@ import types
 import pytest
 
 from xpnet.cli import build_parser, main
-from xpnet.commands import info_cmd
+from xpnet.cli import info as info_cmd
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 
@@ -36,7 +36,7 @@ def test_train_help_documents_the_graph_flags(capsys):
 @pytest.mark.parametrize(("flags", "expected"), [([], "absent"), (["--graph"], True), (["--no-graph"], False)])
 def test_train_passes_the_flag_to_fit(flags, expected, monkeypatch, tmp_path, capsys):
     """--graph / --no-graph become fit(graph=True/False); without either, fit's own default (None) decides."""
-    import xpnet.commands.train_cmd as train_cmd
+    import xpnet.cli.train as train_cmd
 
     seen = {}
     real_fit = train_cmd.fit

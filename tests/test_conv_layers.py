@@ -8,7 +8,7 @@ import pytest
 import xpnet as xn
 import xpnet.core.conv as conv_module
 from xpnet.backends.host import host_namespace
-from xpnet.backends.kernels import lookup, registered, set_fast_paths
+from xpnet.backends.ops import lookup, registered, set_fast_paths
 from xpnet.core.gradcheck import gradcheck_module
 from xpnet.core.module import module_config, module_from_config
 from xpnet.core.pool import max_pool2d, max_pool2d_backward

@@ -1,4 +1,4 @@
-"""The capturable cuBLAS GEMM (xpnet.backends.cuda_blas).
+"""The capturable cuBLAS GEMM (xpnet.backends.cupy.cublas).
 
 On CPU: every GemmPlan, fed to a NumPy emulation of column-major BLAS gemm reading flat buffers exactly as
 cuBLAS would, gives numpy's a @ b, and reads only the operands' own elements. On a GPU: gemm equals CuPy's
@@ -14,8 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-from xpnet.backends import cuda_blas, kernels
-from xpnet.backends.cuda_blas import OP_N, OP_T, GemmPlan, gemm_plan
+from xpnet.backends import ops as kernels
+from xpnet.backends.cupy import cublas as cuda_blas
+from xpnet.backends.cupy.cublas import OP_N, OP_T, GemmPlan, gemm_plan
 from xpnet.backends.cupy import cuda_device_present
 
 SIZES = (1, 3, 7, 128)
@@ -173,7 +174,7 @@ def test_empty_dimensions_plan_without_reading():
 
 
 def test_module_imports_without_cupy_and_registers_matmul(monkeypatch):
-    code = "import sys, xpnet.backends.cuda_blas as m; m.register_all(); print('cupy' in sys.modules)"
+    code = "import sys, xpnet.backends.cupy.cublas as m; m.register_all(); print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     monkeypatch.setattr(kernels, "_table", {})  # register into a scratch table, not the process's

@@ -48,7 +48,7 @@ def test_philox_state_round_trips():
 def test_mnist_mlp_learns_in_graph_mode(mnist_dir):
     from xpnet.data.mnist import load_mnist
     from xpnet.models import mnist_mlp
-    from xpnet.tasks import pixels
+    from xpnet.recipes import pixels
 
     b = xn.get_backend("cupy")
     x, y, xt, yt = load_mnist(mnist_dir, download=False)

@@ -11,9 +11,9 @@ import pytest
 
 import xpnet as xn
 from xpnet.backends.cupy import cuda_device_present
-from xpnet.backends.cupy_guard import _GUARD
-from xpnet.backends.kernels import set_fast_paths
-from xpnet.device_guard import DeviceGuard
+from xpnet.backends.cupy.guard import _GUARD
+from xpnet.backends.ops import set_fast_paths
+from xpnet.training.state import DeviceGuard
 
 CXX = shutil.which("g++") or shutil.which("clang++")
 LOSSES = [0.5, 0.25, float("nan"), 1.0, float("inf"), 2.0, 0.125]

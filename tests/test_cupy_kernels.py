@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet.backends import cupy_kernels as ck
-from xpnet.backends import cupy_philox as ph
+from xpnet.backends.cupy import kernels as ck
+from xpnet.backends.cupy import philox as ph
 from xpnet.backends.cupy import cuda_device_present
-from xpnet.backends.kernels import fast_paths_enabled, lookup, set_fast_paths
+from xpnet.backends.ops import fast_paths_enabled, lookup, set_fast_paths
 from xpnet.core import update_math
 from xpnet.core.losses import SoftmaxCrossEntropy
 

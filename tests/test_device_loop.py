@@ -11,7 +11,7 @@ import xpnet as xn
 from xpnet.backends import transfer
 from xpnet.core.schedules import Cosine
 from xpnet.errors import DivergedError, TrainingInterrupted
-from xpnet.train import step_mode
+from xpnet.training.fit import step_mode
 
 
 class _Poison(xn.Module):
@@ -144,7 +144,7 @@ def test_graph_mode_resumes_from_a_step_checkpoint_exactly(tmp_path, monkeypatch
         calls["n"] += 1
         return calls["n"] >= 11
 
-    from xpnet import train
+    from xpnet.training import fit as train
 
     monkeypatch.setattr(train, "interrupt_requests", lambda: _Ctx(stop_after_eleven))
     with pytest.raises(TrainingInterrupted):
@@ -173,7 +173,7 @@ class _Ctx:
 def test_graph_mode_records_afresh_after_the_weights_are_rebound(backend):
     """A checkpoint loaded between epochs rebinds every parameter: replays of the old recording would go on
     updating the old arrays, so graph mode must notice and record again (on CuPy: a real recapture)."""
-    from xpnet.train import train_epoch
+    from xpnet.training.fit import train_epoch
 
     def run(graph: bool):
         model = _model().to(backend)

@@ -7,7 +7,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.backends.host import host_namespace
-from xpnet.backends.kernels import lookup, registered
+from xpnet.backends.ops import lookup, registered
 from xpnet.core import update_math
 from xpnet.models import mlp
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import xpnet as xn
-from xpnet.backends import kernels
+from xpnet.backends import ops as kernels
 from xpnet.backends.host import host_namespace
 
 XP = host_namespace()

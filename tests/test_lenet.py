@@ -14,7 +14,7 @@ from xpnet.cli import main
 from xpnet.core.module import module_config
 from xpnet.data.mnist import load_mnist
 from xpnet.models import lenet
-from xpnet.tasks import DEFAULTS, build_problem
+from xpnet.recipes import DEFAULTS, build_problem
 
 
 def _rows(images):

@@ -7,7 +7,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.data.housing import make_housing
-from xpnet.tasks import housing_model
+from xpnet.recipes import housing_model
 
 
 def rss_mb() -> float:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from xpnet.backends.cupy_philox import (
+from xpnet.backends.cupy.philox import (
     _philox4x32,
     philox4x32_10_numpy,
     philox_uniform_numpy,
@@ -94,9 +94,9 @@ def test_other_dtypes_raise_type_error():
 
 
 def test_the_kernel_module_imports_without_cupy_and_registers_lazily():
-    code = ("import sys; import xpnet.backends.cupy_kernels as k, xpnet.backends.cupy_philox as ph; "
+    code = ("import sys; import xpnet.backends.cupy.kernels as k, xpnet.backends.cupy.philox as ph; "
             "k.register_all(); "
-            "from xpnet.backends.kernels import registered; "
+            "from xpnet.backends.ops import registered; "
             "ops = {op for ns, op in registered() if ns == 'array_api_compat.cupy'}; "
             "assert {'adam_update', 'sgd_update', 'softmax_cross_entropy_labels', 'philox_uniform'} <= ops, ops; "
             "assert 'cupy' not in sys.modules; assert set(k.CUDA_SOURCES) >= {'optim'}; "

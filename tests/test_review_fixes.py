@@ -116,7 +116,7 @@ def test_adamw_weight_decay_zero_means_zero(tmp_path):
 
 def test_fit_checks_labels_once_not_per_batch(monkeypatch):
     import xpnet.core.losses as losses
-    import xpnet.train as train
+    import xpnet.training.fit as train
 
     calls = []
     real = losses.check_label_range

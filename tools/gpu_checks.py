@@ -52,7 +52,8 @@ def env() -> int:
         return NO_DEVICE
     import cupy
 
-    from xpnet.backends import cuda_blas, get_backend
+    from xpnet.backends import get_backend
+    from xpnet.backends.cupy import cublas as cuda_blas
 
     props = cupy.cuda.runtime.getDeviceProperties(0)
     say("gpu", f"{props['name'].decode()} (compute capability {props['major']}.{props['minor']}, "
@@ -86,8 +87,9 @@ def smoke() -> int:
     import cupy
 
     import xpnet as xn
-    from xpnet import graph as graph_mode
-    from xpnet.backends import cuda_blas, get_backend, transfer
+    from xpnet.training import graph as graph_mode
+    from xpnet.backends import get_backend, transfer
+    from xpnet.backends.cupy import cublas as cuda_blas
 
     cp_backend, np_backend = get_backend("cupy"), get_backend("numpy")
     rng = np.random.default_rng(0)

@@ -75,7 +75,7 @@ def capture_rules(cupy: Any) -> dict[str, Any]:
 
 def cublas_rules(cupy: Any) -> dict[str, Any]:
     """xpnet's gemm against NumPy, captured and replayed; the fake cuBLAS refuses a broken call sequence."""
-    from xpnet.backends import cuda_blas
+    from xpnet.backends.cupy import cublas as cuda_blas
 
     rng = np.random.default_rng(0)
     a_host, b_host = rng.random((3, 5), dtype=np.float32), rng.random((4, 5), dtype=np.float32)

@@ -1,7 +1,7 @@
 """Installs the fake CuPy and cuBLAS in this process: run it first thing, in a subprocess only.
 
 After install(), `import cupy` is the fake (a real CuPy on the path is refused, not silently used) and
-xpnet.backends.cuda_blas talks to the fake cuBLAS through its own ctypes bindings.
+xpnet.backends.cupy.cublas talks to the fake cuBLAS through its own ctypes bindings.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def install() -> tuple[types.ModuleType, object]:
         raise RuntimeError(f"`import cupy` found {cupy.__file__}, not the fake in {HERE / 'cupy'}")
     import fake_cublas
 
-    from xpnet.backends import cuda_blas
+    from xpnet.backends.cupy import cublas as cuda_blas
 
     if cuda_blas._lib is not None:
         raise RuntimeError("cuda_blas already loaded a cuBLAS before the fake was installed")

@@ -193,7 +193,7 @@ def scenario_resume() -> dict[str, Any]:
 def scenario_bench() -> dict[str, Any]:
     """`xpnet bench`'s xpnet-cupy and xpnet-cupy-graph contenders (in process: no worker, no GEMM timing) on
     a 300-sample MNIST-shaped set, batch 128 (two graphs: 128 and the partial 44), against xpnet-numpy."""
-    from xpnet import graph as graph_mode
+    from xpnet.training import graph as graph_mode
     from xpnet.bench import contenders as C
 
     rng = np.random.default_rng(0)

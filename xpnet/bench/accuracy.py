@@ -23,11 +23,11 @@ def time_to_accuracy(backend_name: str, target: float, data_dir: str | None, max
     """Run `xpnet train mnist`'s recipe on `backend_name` until test accuracy >= target (or max_epochs);
     graph: each step replayed from a CUDA graph (the xpnet-cupy-graph contender) or not (xpnet-cupy)."""
     from xpnet.backends import get_backend
-    from xpnet.commands.train_cmd import _schedule
+    from xpnet.cli.train import _schedule
     from xpnet.core.optim import make_optimizer
     from xpnet.data.batches import num_batches
-    from xpnet.tasks import DEFAULTS, build_problem
-    from xpnet.train import fit
+    from xpnet.recipes import DEFAULTS, build_problem
+    from xpnet.training.fit import fit
 
     d = DEFAULTS["mnist"]
     backend = get_backend(backend_name)

@@ -89,7 +89,7 @@ class XpnetContender(Contender):
 
     def epoch(self, epoch: int) -> float:
         from xpnet.data.batches import epoch_order
-        from xpnet.train import train_epoch
+        from xpnet.training.fit import train_epoch
 
         order = epoch_order(self.x.shape[0], self.seed, epoch)
         _, seconds = train_epoch(self.backend, self.model, self.loss, self.optimizer, self.x, self.y,

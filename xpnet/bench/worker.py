@@ -15,7 +15,7 @@ import numpy as np
 def load_mnist_host(data_dir: str | None, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `samples` MNIST training images as (n, 784) float32 in [0, 1] and int64 labels."""
     from xpnet.data.mnist import load_mnist
-    from xpnet.tasks import pixels
+    from xpnet.recipes import pixels
 
     x, y, _, _ = load_mnist(data_dir)
     return pixels(x[:samples]), y[:samples].astype(np.int64)
@@ -33,7 +33,7 @@ def serve(conn: Connection, name: str, threads: int, data_dir: str | None, sampl
     try:
         set_threads(threads)
         if name.endswith("-portable"):  # xpnet with every fast path off: the pure Array API reference
-            from xpnet.backends.kernels import set_fast_paths
+            from xpnet.backends.ops import set_fast_paths
 
             set_fast_paths(False)
             name = name.removesuffix("-portable")

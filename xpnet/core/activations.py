@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.module import Module
 from xpnet.errors import NotDifferentiableError

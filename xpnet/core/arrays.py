@@ -6,7 +6,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.errors import DTypeError, ShapeError
 
 FLOAT_NAMES = ("float16", "float32", "float64")

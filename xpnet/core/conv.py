@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnet.backends.host import host_namespace
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import dtype_name, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter

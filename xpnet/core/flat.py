@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import is_writeable, namespace
 
 

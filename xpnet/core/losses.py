@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import DataError, DTypeError, ShapeError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from xpnet.backends import Backend, backend_for, get_backend, transfer
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import CheckpointError
 

@@ -9,7 +9,7 @@ import math
 from typing import Any, Callable, Iterable
 
 from xpnet.backends import backend_for, transfer
-from xpnet.backends.kernels import fast_paths_enabled, lookup
+from xpnet.backends.ops import fast_paths_enabled, lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.flat import FlatBuffers
 from xpnet.core.module import Parameter

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.conv import check_sizes, add_windows, check_images, out_size, window_slices
 from xpnet.core.module import Module

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.kernels import register
+from xpnet.backends.ops import register
 
 NAMESPACE = "array_api_compat.numpy"
 

@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from xpnet.backends.kernels import register
+from xpnet.backends.ops import register
 
 NAMESPACE = "array_api_compat.cupy"  # array_api_compat.array_namespace(cupy array).__name__
 
@@ -246,7 +246,7 @@ def prepare(device_id: int | None = None) -> None:
             return
         if cupy.cuda.get_current_stream().is_capturing():
             raise RuntimeError(f"cuBLAS handle for cuda:{device.id} requested during stream capture; call "
-                               "xpnet.backends.cuda_blas.prepare() or run one eager step before begin_capture()")
+                               "xpnet.backends.cupy.cublas.prepare() or run one eager step before begin_capture()")
         handle = ctypes.c_void_p()
         _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
         _check(lib.cublasSetPointerMode_v2(handle, POINTER_MODE_HOST), "cublasSetPointerMode")

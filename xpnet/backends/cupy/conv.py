@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.kernels import register
+from xpnet.backends.ops import register
 
 NAMESPACE = "array_api_compat.cupy"  # array_api_compat/cupy/__init__.py: the namespace core's lookup sees
 BLOCK = 256  # threads per block: the kernels are memory-bound, any multiple of 32 from 128 up does

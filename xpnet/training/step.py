@@ -16,9 +16,9 @@ from xpnet.core.losses import Loss
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import iterate_batches
-from xpnet.device_guard import DeviceGuard, WindowReading
+from xpnet.training.state import DeviceGuard, WindowReading
 from xpnet.errors import DivergedError
-from xpnet.guard import NonFiniteLoss, describe_nonfinite
+from xpnet.training.interrupts import NonFiniteLoss, describe_nonfinite
 
 
 def train_step(model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any, check_finite: bool = False) -> Any:
@@ -133,7 +133,7 @@ class WindowedStepper(Stepper):
 def make_stepper(kind: str, *args: Any) -> Stepper:
     """'checked', 'windowed' or 'graph' (graph.py imports lazily: it is only needed on request)."""
     if kind == "graph":
-        from xpnet.graph import GraphStepper
+        from xpnet.training.graph import GraphStepper
 
         return GraphStepper(*args)
     return {"checked": CheckedStepper, "windowed": WindowedStepper}[kind](*args)

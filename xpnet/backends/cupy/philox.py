@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.cupy_launch import MATH as _MATH
-from xpnet.backends.cupy_launch import import_cupy as _cupy
-from xpnet.backends.cupy_launch import kernel, launch
-from xpnet.backends.cupy_launch import suffix as _suffix
+from xpnet.backends.cupy.launch import MATH as _MATH
+from xpnet.backends.cupy.launch import import_cupy as _cupy
+from xpnet.backends.cupy.launch import kernel, launch
+from xpnet.backends.cupy.launch import suffix as _suffix
 
 _PHILOX = _MATH + r"""
 // Philox4x32-10 (Salmon et al. 2011, Random123): 10 rounds, key bumped by the Weyl constants between rounds.

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.cupy_launch import kernel, suffix
+from xpnet.backends.cupy.launch import kernel, suffix
 
 _GUARD = r"""
 template <typename T>
@@ -48,6 +48,6 @@ def guard_watch(sums: Any, alive: Any, value: Any, rows: int, stop: bool) -> Any
 
 
 def register_all() -> None:
-    from xpnet.backends.kernels import register
+    from xpnet.backends.ops import register
 
     register("array_api_compat.cupy", "guard_watch", guard_watch)

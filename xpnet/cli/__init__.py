@@ -48,7 +48,7 @@ def _nonnegative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from xpnet.backends import NAMES
     from xpnet.core.optim import DEFAULT_LR
-    from xpnet.tasks import DEFAULTS
+    from xpnet.recipes import DEFAULTS
 
     parser = argparse.ArgumentParser(
         prog="xpnet", description="Train neural networks written once against the Python Array API, "
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="where MNIST is cached")
     ev.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
 
-    from xpnet.commands.bench_cmd import add_arguments as add_bench_arguments
+    from xpnet.cli.bench import add_arguments as add_bench_arguments
 
     bench = sub.add_parser("bench", help="benchmark training throughput per backend against NumPy/PyTorch references",
                            description="MNIST training throughput of the MLP 784-128-64-10 (or LeNet-5, --model "
@@ -132,15 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            from xpnet.commands.train_cmd import run_train
+            from xpnet.cli.train import run_train
 
             return run_train(args)
         if args.command == "eval":
-            from xpnet.commands.eval_cmd import run_eval
+            from xpnet.cli.eval import run_eval
 
             return run_eval(args)
         if args.command == "bench":
-            from xpnet.commands.bench_cmd import run_bench
+            from xpnet.cli.bench import run_bench
 
             return run_bench(args)
         return run_info()
@@ -164,7 +164,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_info() -> int:
-    from xpnet.commands.info_cmd import run_info as run
+    from xpnet.cli.info import run_info as run
 
     return run()
 

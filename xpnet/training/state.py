@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xpnet.backends import Backend
-from xpnet.backends.kernels import lookup
+from xpnet.backends.ops import lookup
 
 
 @dataclass

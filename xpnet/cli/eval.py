@@ -6,8 +6,8 @@ import argparse
 from xpnet.backends import get_backend
 from xpnet.cli import versions, write_json
 from xpnet.io.checkpoint import load_model
-from xpnet.tasks import test_data_for
-from xpnet.train import evaluate
+from xpnet.recipes import test_data_for
+from xpnet.training.fit import evaluate
 
 
 def run_eval(args: argparse.Namespace) -> int:

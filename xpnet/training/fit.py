@@ -27,8 +27,8 @@ from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, num_batches
 from xpnet.data.validate import check_inputs, check_targets
 from xpnet.errors import CheckpointError, DivergedError, TrainingInterrupted
-from xpnet.guard import interrupt_requests
-from xpnet.steppers import make_stepper, train_step
+from xpnet.training.interrupts import interrupt_requests
+from xpnet.training.step import make_stepper, train_step
 from xpnet.io.checkpoint import Checkpoints, checkpoint_files, load_latest_checkpoint, save_checkpoint
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device

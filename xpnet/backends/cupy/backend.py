@@ -77,7 +77,7 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
 
     def seed(self, seed: int) -> None:
-        from xpnet.backends.cupy_philox import philox_key
+        from xpnet.backends.cupy.philox import philox_key
 
         self._seed = int(seed)
         self._key.set(philox_key(self._seed))  # eager, between epochs: a small host-to-device copy
@@ -91,7 +91,7 @@ class CupyBackend(Backend):
         self._counter[...] = int(state["counter"])
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        from xpnet.backends.cupy_philox import philox_uniform
+        from xpnet.backends.cupy.philox import philox_uniform
 
         with self.device:
             return philox_uniform(shape, dtype, self._key, self._counter)
@@ -101,9 +101,9 @@ class CupyBackend(Backend):
         current stream. Its temporaries come from a pool of their own that nothing else allocates from,
         so a replay never writes into memory that eager code has been handed since."""
         cupy = self._cupy
-        from xpnet.backends import cuda_blas
+        from xpnet.backends.cupy import cublas
 
-        cuda_blas.prepare(self.device.id)  # a cuBLAS handle cannot be created inside a capture
+        cublas.prepare(self.device.id)  # a cuBLAS handle cannot be created inside a capture
         if self._graph_pool is None:
             self._graph_pool = cupy.cuda.MemoryPool()
         stream = cupy.cuda.Stream(non_blocking=True)
@@ -130,12 +130,12 @@ def _register_kernels() -> None:
     """CuPy's fused kernels, conv/pool kernels and the capture-safe matmul, into the kernel table once."""
     global _registered
     if not _registered:
-        from xpnet.backends import cuda_blas, cupy_conv, cupy_guard, cupy_kernels
+        from xpnet.backends.cupy import conv, cublas, guard, kernels
 
-        cupy_kernels.register_all()
-        cupy_conv.register_all()
-        cupy_guard.register_all()
-        cuda_blas.register_all()
+        kernels.register_all()
+        conv.register_all()
+        guard.register_all()
+        cublas.register_all()
         _registered = True
 
 

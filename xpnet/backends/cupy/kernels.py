@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.cupy_launch import BLOCK as _BLOCK
-from xpnet.backends.cupy_launch import MATH as _MATH
-from xpnet.backends.cupy_launch import import_cupy as _cupy
-from xpnet.backends.cupy_launch import kernel, launch
-from xpnet.backends.cupy_launch import suffix as _suffix
-from xpnet.backends.cupy_philox import philox_uniform
-from xpnet.backends.kernels import register
+from xpnet.backends.cupy.launch import BLOCK as _BLOCK
+from xpnet.backends.cupy.launch import MATH as _MATH
+from xpnet.backends.cupy.launch import import_cupy as _cupy
+from xpnet.backends.cupy.launch import kernel, launch
+from xpnet.backends.cupy.launch import suffix as _suffix
+from xpnet.backends.cupy.philox import philox_uniform
+from xpnet.backends.ops import register
 
 NAMESPACE = "array_api_compat.cupy"  # array_api_compat.cupy.__name__, what kernels.lookup(xp, op) keys on
 _NULL = np.uint64(0)  # a null pointer argument: "no gate" / "no velocity" / "scalar passed by value"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.kernels import register
+from xpnet.backends.ops import register
 
 NAMESPACE = "array_api_compat.numpy"
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from xpnet.steppers import WindowedStepper, forward_backward
+from xpnet.training.step import WindowedStepper, forward_backward
 
 
 @dataclass

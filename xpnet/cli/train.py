@@ -9,14 +9,14 @@ from tqdm.auto import tqdm
 
 from xpnet.backends import get_backend
 from xpnet.backends.threads import set_threads
-from xpnet.callbacks import EarlyStopping
+from xpnet.training.callbacks import EarlyStopping
 from xpnet.cli import versions, write_json
 from xpnet.core.optim import make_optimizer
 from xpnet.core.schedules import Cosine, StepDecay
 from xpnet.data.batches import num_batches
 from xpnet.io.checkpoint import Checkpoints, save_model
-from xpnet.tasks import DEFAULTS, build_problem
-from xpnet.train import fit
+from xpnet.recipes import DEFAULTS, build_problem
+from xpnet.training.fit import fit
 
 
 class EpochPrinter:

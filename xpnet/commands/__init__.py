@@ -1,1 +1,0 @@
-"""One module per `xpnet` subcommand: set up, run, print."""
