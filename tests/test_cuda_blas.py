@@ -16,7 +16,7 @@ import pytest
 
 from xpnet.backends import ops as kernels
 from xpnet.backends.cupy import cublas as cuda_blas
-from xpnet.backends.cupy.cublas import OP_N, OP_T, GemmPlan, gemm_plan
+from xpnet.backends.cupy.gemm_plan import OP_N, OP_T, GemmPlan, gemm_plan
 from xpnet.backends.cupy import cuda_device_present
 
 SIZES = (1, 3, 7, 128)

@@ -1,13 +1,14 @@
-"""The CuPy window kernels (xpnet/backends/cupy_conv.py) equal the portable references of core/conv.py and
+"""The CuPy window kernels (xpnet/backends/cupy/conv.py) equal the portable references of core/conv.py and
 core/pool.py, on two devices:
 
 - "cupy": the real kernels on a CUDA GPU; skipped without one.
-- "cpu-emulated": the same CUDA C source compiled by the host's C++ compiler, with blockIdx/threadIdx as
-  globals and every thread of every block of the launch run in turn, behind the module's own Python
-  wrappers (CuPy swapped for NumPy). It checks the index arithmetic, the gather bounds, the summation
-  order, the kernel names and argument types the wrappers pick, and that no thread writes outside its
-  output. Skipped only where no C++ compiler is installed. What it cannot check: anything CUDA-specific
-  (compilation by NVRTC, which tools/check_cuda_sources.py covers; launches, streams, devices, -ftz).
+- "cpu-emulated": the same CUDA C source built for the host by the fake CuPy's builder
+  (tests/fake_cupy/host_cuda.py), behind the module's own Python wrappers and launch.py's compile cache and
+  launch, with a stand-in for CuPy over NumPy arrays. It checks the index arithmetic, the gather bounds, the
+  summation order, the grid-stride loops, the kernel names, the compile options and the argument types the
+  wrappers pick, and that no thread writes outside its output. Skipped only where g++ is not installed.
+  What it cannot check: anything CUDA-specific (compilation by NVRTC, which tools/check_cuda_sources.py
+  covers; streams, devices, -ftz).
 
 So the usual `pytestmark = skipif(no GPU)` is a mark on the "cupy" parameter instead of the whole file.
 Results are compared exactly: im2col and max-pool forward copy values, and the gathers add the same terms
@@ -16,13 +17,12 @@ in the same order as the references' K*K slice additions, so even float32 sums a
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
+import importlib.util
 import math
-import re
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +35,15 @@ import xpnet as xn
 from xpnet.backends import get_backend
 from xpnet.backends import ops as kernels
 from xpnet.backends.cupy import conv as cupy_conv
-from xpnet.backends.cupy import cuda_device_present
+from xpnet.backends.cupy import cuda_device_present, launch
 from xpnet.backends.host import host_namespace
 from xpnet.core import conv, pool
 
 XP = host_namespace()
 ROOT = Path(__file__).resolve().parents[1]
-CXX = shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")
+FAKE = ROOT / "tests" / "fake_cupy"
 needs_gpu = pytest.mark.skipif(not cuda_device_present(), reason="needs a CUDA GPU")
-needs_cxx = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler to emulate the kernels")
+needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the kernels for the host")
 
 # (C, H, W, N, k, stride, padding): odd and non-square; channels 1 and 3; batch 1 and 7; k 2, 3, 5;
 # stride 1, 2 and 3 (> k: gaps between windows); padding 0 and 1; rows/columns no window reaches.
@@ -67,91 +67,64 @@ def _post_relu(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
 
 
 # -- the CPU emulation of the kernels ---------------------------------------------------------------------
-PRELUDE = r"""
-// Host stand-ins for the CUDA built-ins the kernels use, so the C++ compiler builds the same source.
-struct XpnetDim3 { unsigned int x, y, z; };
-static XpnetDim3 blockIdx = {0, 0, 0}, blockDim = {1, 1, 1}, threadIdx = {0, 0, 0};
-extern "C" void xpnet_set_thread(unsigned int block, unsigned int thread, unsigned int block_dim) {
-    blockIdx.x = block; threadIdx.x = thread; blockDim.x = block_dim;
-}
-#define __global__
-#define __device__
-#define __forceinline__ inline
-"""
-
-
-def _signatures(src: str) -> dict[str, list[str]]:
-    """Each entry point's parameter kinds ('T*', 'short*', 'I'), read from the XPNET_KERNELS macro."""
-    found = {}
-    for name, params in re.findall(r'extern "C" __global__ void (\w+)_##SUFFIX\(([^)]*)\)', src):
-        kinds = []
-        for param in params.replace("\\", " ").split(","):
-            words = param.replace("*", " * ").split()
-            words = [w for w in words if w != "const"][:-1]  # drop the name
-            kinds.append("".join(words))
-        found[name] = kinds
-    return found
+def _host_cuda() -> types.ModuleType:
+    """tests/fake_cupy/host_cuda.py, loaded by its path: tests/fake_cupy on sys.path would make the fake
+    importable as `cupy` in this process, where the GPU skips ask whether cupy imports."""
+    if "host_cuda" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("host_cuda", FAKE / "host_cuda.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["host_cuda"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["host_cuda"]
 
 
 @dataclass
-class Emulator:
-    lib: ctypes.CDLL
-    signatures: dict[str, list[str]]
+class HostCupy:
+    """The part of CuPy that conv.py and launch.py call, over NumPy arrays. A RawModule is the source built
+    by host_cuda; a launch checks its arguments against the kernel's C signature as CuPy passes them (NumPy
+    scalars by their exact type, arrays C-contiguous of the pointer's dtype), then runs every thread of the
+    grid. Outputs of `empty` are guarded, so a stray write shows."""
+
     buffers: list[tuple[np.ndarray, int]] = field(default_factory=list)
     launched: list[str] = field(default_factory=list)
+    cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: 0))  # one device, id 0
 
-    GUARD = 64  # bytes of 0xA5 on each side of every output: a stray write changes them
+    GUARD = 64  # bytes of 0xA5 on each side of every output, and in it, so unwritten elements show too
 
-    def launch(self, name: str, total: int, args: tuple[Any, ...]) -> None:
-        """What CuPy would do with the module's launch: check the arguments against the kernel's C
-        signature (CuPy passes numpy scalars by their exact type), then run every thread of the grid."""
-        op, tname, iname = name.rsplit("_", 2)
-        t_dtype, i_type = {"f32": np.float32, "f64": np.float64}[tname], {"i32": np.int32, "i64": np.int64}[iname]
-        kinds = self.signatures[op]
-        assert len(args) == len(kinds), (name, len(args), kinds)
-        cargs: list[Any] = []
-        for kind, a in zip(kinds, args):
-            if kind == "I":
-                assert type(a) is i_type, (name, kind, type(a))
-                cargs.append((ctypes.c_int32 if i_type is np.int32 else ctypes.c_int64)(int(a)))
-            else:
-                want = t_dtype if kind == "T*" else np.int16
-                assert isinstance(a, np.ndarray) and a.dtype == want and a.flags.c_contiguous, (name, kind)
-                cargs.append(ctypes.c_void_p(a.ctypes.data))
-        assert total == int(args[[k for k in kinds].index("I")]), "total is the kernel's first integer"
-        fn = getattr(self.lib, name)
-        fn.restype = None
-        blocks = (total + cupy_conv.BLOCK - 1) // cupy_conv.BLOCK
-        for b in range(blocks):
-            for t in range(cupy_conv.BLOCK):  # the last block's idle threads too: the guard must hold
-                self.lib.xpnet_set_thread(b, t, cupy_conv.BLOCK)
-                fn(*cargs)
-        self.launched.append(name)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
 
     def empty(self, shape: Any, dtype: Any) -> np.ndarray:
-        """np.empty with guard bytes around it, and its own bytes set to 0xA5 too so unwritten
-        elements show."""
         shape = tuple(shape) if isinstance(shape, tuple) else (shape,)
-        itemsize = np.dtype(dtype).itemsize
-        raw = np.full(math.prod(shape) * itemsize + 2 * self.GUARD, 0xA5, dtype=np.uint8)
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        raw = np.full(nbytes + 2 * self.GUARD, 0xA5, dtype=np.uint8)
         self.buffers.append((raw, self.GUARD))
-        return raw[self.GUARD:self.GUARD + math.prod(shape) * itemsize].view(dtype).reshape(shape)
+        return raw[self.GUARD:self.GUARD + nbytes].view(dtype).reshape(shape)
 
     def check_guards(self) -> None:
         for raw, guard in self.buffers:
             assert (raw[:guard] == 0xA5).all() and (raw[-guard:] == 0xA5).all(), "a thread wrote out of bounds"
 
+    def RawModule(self, code: str, options: tuple[str, ...]) -> Any:  # noqa: N802 (CuPy's name)
+        assert options == launch.OPTIONS, options  # the window kernels compile as every other kernel
+        host = _host_cuda()
+        lib, signatures = host.build(code)
 
-@functools.cache
-def _emulator_library(build_dir: str) -> ctypes.CDLL:
-    src = PRELUDE + cupy_conv.CUDA_SOURCES["conv_pool"]
-    path = f"{build_dir}/conv_pool_emulated.cpp"
-    with open(path, "w") as f:
-        f.write(src)
-    # No -ffast-math: the comparisons with NaN and the order of the additions must stay as written.
-    subprocess.run([CXX, "-x", "c++", "-std=c++17", "-O1", "-fPIC", "-shared",
-                    "-o", f"{build_dir}/conv_pool_emulated.so", path], check=True)
-    return ctypes.CDLL(f"{build_dir}/conv_pool_emulated.so")
+        def get_function(name: str) -> Callable[..., None]:
+            params = signatures[name]
+
+            def run(grid: tuple[int], block: tuple[int], args: tuple[Any, ...]) -> None:
+                assert len(args) == len(params), (name, len(args), params)
+                for p, a in zip(params, args):
+                    if p.pointer:
+                        assert isinstance(a, np.ndarray) and a.dtype == p.dtype and a.flags.c_contiguous, (name, p)
+                    else:
+                        assert isinstance(a, np.generic) and a.dtype == p.dtype, (name, p, type(a))
+                host.run(lib, name, params, grid[0], block[0], list(args))
+                self.launched.append(name)
+            return run
+        return types.SimpleNamespace(get_function=get_function)
 
 
 # -- the devices the tests run on -------------------------------------------------------------------------
@@ -162,35 +135,30 @@ class Device:
     to_device: Callable[[np.ndarray], Any]
     to_host: Callable[[Any], np.ndarray]
     backend: str  # for the layer tests
-    emulator: Emulator | None = None
+    emulator: HostCupy | None = None
 
 
 @pytest.fixture(params=[pytest.param("cpu-emulated", marks=needs_cxx), pytest.param("cupy", marks=needs_gpu)])
-def device(request, monkeypatch, tmp_path_factory):
+def device(request, monkeypatch):
     if request.param == "cupy":
         import array_api_compat.cupy as xpc
         import cupy
 
         yield Device("cupy", xpc, cupy.asarray, cupy.asnumpy, "cupy")
         return
-    emulator = Emulator(_emulator_library(str(tmp_path_factory.getbasetemp())),
-                        _signatures(cupy_conv.CUDA_SOURCES["conv_pool"]))
-
-    class GuardedNumpy:  # NumPy standing in for CuPy, its outputs guarded
-        def __getattr__(self, name: str) -> Any:
-            return getattr(np, name)
-
-        empty = staticmethod(emulator.empty)
-
-    monkeypatch.setattr(cupy_conv, "_cupy", lambda: GuardedNumpy())
+    host = HostCupy()
+    monkeypatch.setattr(launch, "import_cupy", lambda: host)
+    monkeypatch.setattr(launch, "_modules", {})  # compiled for the host: kept out of the process's cache
+    monkeypatch.setattr(launch, "_kernels", {})
+    monkeypatch.setattr(cupy_conv, "_cupy", lambda: host)
     monkeypatch.setattr(cupy_conv, "_device", lambda a: contextlib.nullcontext())
-    monkeypatch.setattr(cupy_conv, "_launch", emulator.launch)
-    yield Device("cpu-emulated", XP, np.asarray, np.asarray, "numpy", emulator)
-    emulator.check_guards()
+    yield Device("cpu-emulated", XP, np.asarray, np.asarray, "numpy", host)
+    host.check_guards()
 
 
 def _registered_on(monkeypatch, device: Device) -> None:
     """register_all()'s kernels looked up for `device`'s arrays, in a copy of the kernel table."""
+    get_backend(device.backend)  # a first CupyBackend registers its kernels once: into the real table, not the copy
     monkeypatch.setattr(kernels, "_table", dict(kernels._table))
     monkeypatch.setattr(kernels, "_enabled", True)
     monkeypatch.setattr(cupy_conv, "NAMESPACE", device.xp.__name__)
@@ -244,7 +212,21 @@ def test_64_bit_indexing_gives_the_same_results(device, monkeypatch):
     dx = cupy_conv.max_pool2d_backward(device.xp, device.to_device(dy), saved, 3, 2)
     np.testing.assert_array_equal(device.to_host(dx), pool.max_pool2d_backward(XP, dy, ref_saved, 3, 2))
     if device.emulator is not None:
-        assert all(name.endswith("_i64") for name in device.emulator.launched)
+        assert device.emulator.launched and all(name.endswith("_i64") for name in device.emulator.launched)
+
+
+def test_a_capped_grid_still_covers_every_element(device, monkeypatch):
+    """launch.py caps the grid; the kernels' grid-stride loops cover the rest (here: one block of threads)."""
+    monkeypatch.setattr(launch, "MAX_BLOCKS", 1)
+    c, h, w, n, k, s, p = 3, 7, 9, 7, 3, 2, 1
+    x = _uniform((c, h, w, n), "float32")
+    cols = cupy_conv.im2col(device.xp, device.to_device(x), k, s, p)
+    assert cols.size > 4 * launch.BLOCK
+    np.testing.assert_array_equal(device.to_host(cols), conv.im2col(XP, x, k, s, p))
+    dcols = _uniform(tuple(cols.shape), "float32", seed=1)
+    dx = cupy_conv.col2im(device.xp, device.to_device(dcols), (c, h, w, n), k, s, p)
+    np.testing.assert_array_equal(device.to_host(dx), conv.col2im(XP, dcols, (c, h, w, n), k, s, p))
+    _check_pool(device, _post_relu((7, 3, 9, 7), "float32"), 3, 2)
 
 
 # -- max-pool ---------------------------------------------------------------------------------------------
@@ -315,7 +297,7 @@ def test_either_backward_takes_either_forwards_saved(device):
 def test_layers_with_the_kernels_equal_the_layers_without(device, monkeypatch):
     """Conv2D -> ReLU -> MaxPool2D(3, stride 2), forward and backward, through register_all's table entries."""
     _registered_on(monkeypatch, device)
-    assert kernels.lookup(device.xp, "col2im") is cupy_conv.col2im
+    assert kernels.lookup(device.xp, kernels.COL2IM) is cupy_conv.col2im
 
     def run(fast: bool) -> list[np.ndarray]:
         monkeypatch.setattr(kernels, "_enabled", fast)

@@ -1,5 +1,5 @@
-"""CuPy's CUDA kernels (backends/cupy_kernels.py) equal their Array API references on the GPU; the device
-scalars and the gate behave as CUDA-graph mode needs; philox_uniform (backends/cupy_philox.py) equals its
+"""CuPy's CUDA kernels (backends/cupy/kernels.py) equal their Array API references on the GPU; the device
+scalars and the gate behave as CUDA-graph mode needs; philox_uniform (backends/cupy/philox.py) equals its
 NumPy mirror bit for bit.
 
 Skipped without a CUDA device; tests/test_philox.py checks the Philox mirror on the CPU.

@@ -202,6 +202,16 @@ def test_a_failed_capture_falls_back_to_the_eager_step_with_one_warning(kernel_c
     assert r["counters"]["replays"] == 0 and r["counters"]["recorded"] > 0  # one capture tried, none replayed
 
 
+def test_gradient_clipping_is_captured_into_the_graph(kernel_cache):
+    """fit(clip_norm=0.25) in graph mode: the clipping runs inside the replayed graphs and matches NumPy."""
+    report = run_scenario("clip", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    assert r["maxdiff_vs_numpy"] < 1e-5
+    assert r["maxdiff_vs_unclipped"] > 1e-3  # clipping changed the run
+    assert r["counters"]["replays"] > 0 and r["counters"]["gemm_captured_calls"] > 0
+
+
 def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
     """The GPU-only tests (tests/test_cupy_*.py, test_cuda_blas.py, test_bench_gpu.py, the `cupy` parameter of
     every backend-parametrised test, the GPU benchmarks) run here too, in a pytest subprocess whose conftest

@@ -87,7 +87,7 @@ def smoke() -> int:
     import cupy
 
     import xpnet as xn
-    from xpnet.training import graph as graph_mode
+    from xpnet.training import captured as graph_mode
     from xpnet.backends import get_backend, transfer
     from xpnet.backends.cupy import cublas as cuda_blas
 

@@ -1,4 +1,5 @@
-"""The built-in problems behind `xpnet train` and `xpnet eval`: data, model, loss and defaults for each.
+"""The built-in problems behind `xpnet train`, `xpnet eval` and `xpnet bench --to-accuracy`: data, model, loss
+and the training defaults (epochs, batch size, optimizer, learning rate and its schedule) for each.
 
 Data is prepared on the host once (pixels to [0, 1] floats, labels to int64) and copied to the device once.
 """
@@ -13,6 +14,7 @@ from xpnet.backends import Backend
 from xpnet.core.losses import MSE, Loss, SoftmaxCrossEntropy
 from xpnet.core.module import Module, Sequential
 from xpnet.core.rescale import Rescale
+from xpnet.core.schedules import Cosine, StepDecay
 from xpnet.data.housing import FEATURES, make_housing, linear_points
 from xpnet.data.mnist import load_mnist
 from xpnet.models import lenet, linear_regression, mnist_mlp
@@ -49,6 +51,22 @@ DEFAULTS: dict[str, Defaults] = {
     "housing": Defaults(epochs=60, batch_size=32, optimizer="adam", lr=3e-3, models=("mlp",)),
     "linear": Defaults(epochs=2000, batch_size=5, optimizer="sgd", lr=0.02, models=("linear",)),
 }
+
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def make_schedule(name: str, total_steps: int) -> Callable[[float, int], float] | None:
+    """The learning-rate schedule `name` over a run of `total_steps` updates (None: constant).
+
+    step: x0.1 after each third of the run; cosine: from the base rate down to 0 at the last step."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if name == "cosine":
+        return Cosine(total_steps)
+    if name == "step":
+        return StepDecay(every=max(1, -(-total_steps // 3)), gamma=0.1)
+    return None
 
 
 def mnist_test_only(data_dir: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""A fake libcublas for xpnet/backends/cuda_blas.py: a small C library exporting the cuBLAS functions that
+"""A fake libcublas for xpnet/backends/cupy/cublas.py: a small C library exporting the cuBLAS functions that
 cuda_blas binds, each forwarding to Python, so cuda_blas's own `_bind` (the ctypes signatures) and its
 C-level calls are what run.
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import cupy
+import host_cuda
 import numpy as np
 from cupy import _capture as cap
-from cupy import _kbuild
 
 STATUS_INVALID_VALUE, STATUS_INTERNAL_ERROR = 7, 14
 
@@ -197,7 +197,7 @@ class FakeCublas:
 
 def load() -> tuple[ctypes.CDLL, FakeCublas]:
     """Build the shim, connect it to a FakeCublas; returns the library (unbound: cuda_blas._bind binds it)."""
-    lib = ctypes.CDLL(_kbuild.compile_shared(SHIM))
+    lib = ctypes.CDLL(host_cuda.compile_shared(SHIM))
     lib.xl_fake_cublas_set_message.argtypes = [ctypes.c_char_p]
     fake = FakeCublas(lib)
     g = fake._guarded

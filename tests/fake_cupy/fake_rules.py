@@ -117,7 +117,7 @@ def cublas_rules(cupy: Any) -> dict[str, Any]:
 
 def kernel_rules(cupy: Any) -> dict[str, Any]:
     """Arguments checked against the C signature; a fiber-run block reduction; first fetch in a capture."""
-    module = cupy.RawModule(code=KERNELS, options=("-std=c++17",))
+    module = cupy.RawModule(code=KERNELS, options=("-std=c++17", "--fmad=false"))
     scale = module.get_function("scale")
     x = cupy.asarray(np.arange(300, dtype=np.float32))
     y = cupy.zeros(300, dtype=cupy.float32)
@@ -131,7 +131,7 @@ def kernel_rules(cupy: Any) -> dict[str, Any]:
     values = np.random.default_rng(1).random(1000)
     total = cupy.zeros((), dtype=cupy.float64)
     module.get_function("block_sum")((1,), (256,), (cupy.asarray(values), total, np.int64(values.size)))
-    fresh = cupy.RawModule(code=KERNELS, options=("-std=c++17",))
+    fresh = cupy.RawModule(code=KERNELS, options=("-std=c++17", "--fmad=false"))
     s = cupy.cuda.Stream(non_blocking=True)
     with s:
         s.begin_capture()

@@ -193,7 +193,7 @@ def scenario_resume() -> dict[str, Any]:
 def scenario_bench() -> dict[str, Any]:
     """`xpnet bench`'s xpnet-cupy and xpnet-cupy-graph contenders (in process: no worker, no GEMM timing) on
     a 300-sample MNIST-shaped set, batch 128 (two graphs: 128 and the partial 44), against xpnet-numpy."""
-    from xpnet.training import graph as graph_mode
+    from xpnet.training import captured as graph_mode
     from xpnet.bench import contenders as C
 
     rng = np.random.default_rng(0)
@@ -243,6 +243,21 @@ def scenario_capture_fails() -> dict[str, Any]:
             "train_loss": [g_hist["train_loss"], w_hist["train_loss"]], "counters": delta}
 
 
+def scenario_clip() -> dict[str, Any]:
+    """fit(clip_norm=...) in graph mode on the fake (the clipping captured into the graphs) against NumPy."""
+    def run(backend: Any, graph: bool, clip: float | None) -> list[np.ndarray]:
+        m = mlp(0.0)
+        x, y = data()
+        xn.fit(m, xn.SoftmaxCrossEntropy(), xn.Adam(m.parameters(), lr=0.01), (backend.asarray(x * 4),
+               backend.asarray(y)), epochs=2, batch_size=64, seed=3, graph=graph, clip_norm=clip)
+        return weights(m)
+
+    ref = run(NP, False, 0.25)
+    got, delta = measured(run, CP, True, 0.25)
+    return {"maxdiff_vs_numpy": maxdiff(got, ref), "maxdiff_vs_unclipped": maxdiff(run(NP, False, None), ref),
+            "counters": delta}
+
+
 def scenario_fake_rules() -> dict[str, Any]:
     """The fake itself: that it refuses what a capture refuses, replays what it recorded, and flags kernels."""
     import fake_rules
@@ -252,7 +267,7 @@ def scenario_fake_rules() -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "mlp": scenario_mlp, "on_nan": scenario_on_nan, "lenet": scenario_lenet, "resume": scenario_resume,
-    "bench": scenario_bench, "capture_fails": scenario_capture_fails, "fake_rules": scenario_fake_rules}
+    "bench": scenario_bench, "capture_fails": scenario_capture_fails, "clip": scenario_clip, "fake_rules": scenario_fake_rules}
 
 
 def main(name: str) -> None:

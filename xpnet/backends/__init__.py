@@ -13,11 +13,13 @@ from xpnet.backends.base import Backend
 from xpnet.backends.host import host_rng
 from xpnet.errors import BackendUnavailable
 
-from xpnet.backends.numpy.kernels import register_all as _register_numpy_kernels
+from xpnet.backends.numpy import conv as _numpy_conv
+from xpnet.backends.numpy import kernels as _numpy_kernels
 
 NAMES = ("numpy", "cupy", "torch", "strict")
-_register_numpy_kernels()  # NumPy is always loaded; its kernels apply wherever NumPy arrays appear
-importlib.import_module("xpnet.backends.numpy.conv").register_all()  # im2col/col2im, max-pool
+# NumPy is always loaded; its kernels apply wherever NumPy arrays appear.
+_numpy_kernels.register_all()
+_numpy_conv.register_all()
 _cache: dict[str, Backend] = {}
 
 __all__ = ["Backend", "BackendStatus", "NAMES", "available_backends", "backend_for", "backend_status",

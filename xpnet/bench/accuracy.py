@@ -23,17 +23,16 @@ def time_to_accuracy(backend_name: str, target: float, data_dir: str | None, max
     """Run `xpnet train mnist`'s recipe on `backend_name` until test accuracy >= target (or max_epochs);
     graph: each step replayed from a CUDA graph (the xpnet-cupy-graph contender) or not (xpnet-cupy)."""
     from xpnet.backends import get_backend
-    from xpnet.cli.train import _schedule
     from xpnet.core.optim import make_optimizer
     from xpnet.data.batches import num_batches
-    from xpnet.recipes import DEFAULTS, build_problem
+    from xpnet.recipes import DEFAULTS, build_problem, make_schedule
     from xpnet.training.fit import fit
 
     d = DEFAULTS["mnist"]
     backend = get_backend(backend_name)
     problem = build_problem("mnist", backend, "mlp", "float32", seed, data_dir)
     steps = d.epochs * num_batches(problem.train[0].shape[0], d.batch_size)  # the recipe's schedule, as in train
-    opt = make_optimizer(d.optimizer, problem.model.parameters(), d.lr, 0.0, _schedule(d.schedule, steps))
+    opt = make_optimizer(d.optimizer, problem.model.parameters(), d.lr, 0.0, make_schedule(d.schedule, steps))
     stop = _StopAt(target)
     history = fit(problem.model, problem.loss, opt, problem.train, epochs=max_epochs, batch_size=d.batch_size,
                   validation=problem.test, seed=seed, callbacks=[stop], validation_prefix="test", graph=graph)

@@ -110,21 +110,11 @@ def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> 
     progress("measuring float32 GEMM rate")
     gemm = gemm_gflops()
     flops = training_flops(config.model)
-    workers: list[Worker] = []
     skipped: dict[str, str] = {}
-    info: dict[str, Any] = {}
     rows: list[Row] = []
+    workers = _start_workers(config, progress, skipped)
     try:
-        for name in config.contenders:
-            progress(f"starting {name}")
-            try:
-                workers.append(Worker(name, config))
-            except Unavailable as exc:
-                skipped[label(name)] = str(exc)
-            else:
-                info[label(name)] = workers[-1].info
-        if not workers:
-            raise BenchError("no contender can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        info = {label(w.name): w.info for w in workers}
         # GPU contenders measure their GPU's GEMM rate; the best of those is every GPU contender's floor
         gpu_gemm = max((w.info.get("gemm_gflops") or 0.0 for w in workers), default=0.0) or None
         floors = {w.name: gpu_gemm if w.info.get("gemm_gflops") else gemm for w in workers}
@@ -136,6 +126,25 @@ def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> 
             w.close()
     return {"config": asdict(config), "gemm_gflops": gemm, "gpu_gemm_gflops": gpu_gemm, "flops_per_sample": flops,
             "contenders": info, "rows": [asdict(r) for r in rows], "skipped": skipped}
+
+
+def _start_workers(config: BenchConfig, progress: Progress, skipped: dict[str, str]) -> list[Worker]:
+    """A started worker per contender that can run here; the others go into `skipped` with the reason."""
+    workers: list[Worker] = []
+    try:
+        for name in config.contenders:
+            progress(f"starting {name}")
+            try:
+                workers.append(Worker(name, config))
+            except Unavailable as exc:
+                skipped[label(name)] = str(exc)
+    except BaseException:  # a failing start must not leave the workers already started running
+        for w in workers:
+            w.close()
+        raise
+    if not workers:
+        raise BenchError("no contender can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return workers
 
 
 def label(name: str) -> str:

@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.bench.contenders import ContenderUnavailable, TorchReference
+from xpnet.bench.base import ContenderUnavailable
+from xpnet.bench.torch_eager import TorchReference
 
+# torch.compile's mode for torch-cuda-compile (`xpnet bench --compile-mode` chooses another: "default" for a
+# quicker compile, "reduce-overhead" to add CUDA graphs); TorchCudaCompile's docstring says why this one
 COMPILE_MODE = "max-autotune-no-cudagraphs"
 GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before capture (PyTorch's whole-network example)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from xpnet.bench.base import Contender, ContenderUnavailable
+
 
 def load_mnist_host(data_dir: str | None, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `samples` MNIST training images as (n, 784) float32 in [0, 1] and int64 labels."""
@@ -26,8 +28,26 @@ def serve(conn: Connection, name: str, threads: int, data_dir: str | None, sampl
     """Answer ('setup', batch, optimizer, seed, model), ('epoch', i), ('to_accuracy', target, data_dir) until
     ('quit',). Replies are ('ok', value), ('error', traceback) or ('unavailable', reason): the contender cannot
     run here (no CUDA device, a failed compilation), which the runner reports as a skip, not a failure."""
+    started = _start(conn, name, threads, data_dir, samples, compile_mode)
+    if started is None:
+        return
+    contender, x, y = started
+    while True:
+        msg: Any = conn.recv()
+        if msg[0] == "quit":
+            return
+        try:
+            conn.send(("ok", _answer(contender, x, y, msg)))
+        except ContenderUnavailable as exc:
+            conn.send(("unavailable", str(exc)))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+
+
+def _start(conn: Connection, name: str, threads: int, data_dir: str | None, samples: int,
+           compile_mode: str | None) -> tuple[Contender, np.ndarray, np.ndarray] | None:
+    """Make the contender and load its data; reply ('ready', info), or say why not and return None."""
     from xpnet.backends.threads import set_threads
-    from xpnet.bench.contenders import ContenderUnavailable
     from xpnet.errors import BackendUnavailable
 
     try:
@@ -49,26 +69,22 @@ def serve(conn: Connection, name: str, threads: int, data_dir: str | None, sampl
         conn.send(("ready", info))
     except (ContenderUnavailable, BackendUnavailable) as exc:
         conn.send(("unavailable", str(exc)))
-        return
+        return None
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        msg: Any = conn.recv()
-        try:
-            if msg[0] == "quit":
-                return
-            if msg[0] == "setup":
-                contender.setup(x, y, *msg[1:])
-                conn.send(("ok", None))
-            elif msg[0] == "epoch":
-                conn.send(("ok", contender.epoch(msg[1])))
-            elif msg[0] == "to_accuracy":
-                from xpnet.bench.accuracy import time_to_accuracy
+        return None
+    return contender, x, y
 
-                conn.send(("ok", time_to_accuracy(contender.backend.name, *msg[1:],
-                                                  graph=getattr(contender, "graph", False))))
-        except ContenderUnavailable as exc:
-            conn.send(("unavailable", str(exc)))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
+
+def _answer(contender: Contender, x: np.ndarray, y: np.ndarray, msg: tuple[Any, ...]) -> Any:
+    """The value the reply to one request carries."""
+    if msg[0] == "setup":
+        contender.setup(x, y, *msg[1:])
+        return None
+    if msg[0] == "epoch":
+        return contender.epoch(msg[1])
+    if msg[0] == "to_accuracy":
+        from xpnet.bench.accuracy import time_to_accuracy
+
+        return time_to_accuracy(contender.backend.name, *msg[1:], graph=getattr(contender, "graph", False))
+    raise ValueError(f"unknown request {msg[0]!r}")

@@ -1,18 +1,16 @@
-"""The `xpnet` command line: argument parsing and printing only; the work is in train.py and tasks.py."""
+"""The `xpnet` command line: argument parsing and dispatch. Each command's work is in its own module here
+(train.py, eval.py, bench.py, info.py), what it prints or writes in output.py, the problems in recipes.py."""
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import platform
-import sys
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from xpnet.cli.output import one_line, print_error
 from xpnet.errors import TrainingInterrupted, XpnetError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
 
 def _positive_int(text: str) -> int:
@@ -30,7 +28,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or value == float("inf"):  # `not >` also refuses NaN
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
@@ -46,9 +44,8 @@ def _nonnegative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every `xpnet` command."""
     from xpnet.backends import NAMES
-    from xpnet.core.optim import DEFAULT_LR
-    from xpnet.recipes import DEFAULTS
 
     parser = argparse.ArgumentParser(
         prog="xpnet", description="Train neural networks written once against the Python Array API, "
@@ -57,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
                "xpnet eval --model mnist-mlp.safetensors   |   xpnet bench --quick   |   xpnet info")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,bench,info}")
     backends = ["auto", *NAMES]
+    _add_train_command(sub, backends)
+    _add_eval_command(sub, backends)
+    _add_bench_command(sub)
+    sub.add_parser("info", help="list the backends: available or not and why, versions, devices",
+                   description="Show which array backends can run here, their library versions and devices; for a "
+                   "GPU its name, compute capability, memory and CUDA versions.")
+    return parser
+
+
+def _add_train_command(sub: argparse._SubParsersAction, backends: list[str]) -> None:
+    from xpnet.recipes import DEFAULTS
 
     train = sub.add_parser("train", help="train a built-in problem and save the model",
                            description="Train a built-in problem: mnist (784-128-64-10 MLP, or LeNet-5 with "
@@ -66,17 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help="network for the task (mnist: mlp or lenet; housing: mlp; linear: linear)")
     train.add_argument("--backend", choices=backends, default=None,
                        help="array library (default: $XPNET_BACKEND or auto = cupy with a CUDA GPU, else numpy)")
+    _add_recipe_arguments(train)
+    _add_file_arguments(train)
+    _add_run_arguments(train)
+
+
+def _add_recipe_arguments(train: argparse.ArgumentParser) -> None:
+    """What is trained and how: the options that change the numbers a run computes."""
+    from xpnet.core.optim import DEFAULT_LR
+    from xpnet.recipes import SCHEDULES
+
     train.add_argument("--epochs", type=_positive_int, help="passes over the training data (mnist: 5)")
     train.add_argument("--batch-size", type=_positive_int, help="samples per step (mnist: 128)")
     train.add_argument("--optimizer", choices=list(DEFAULT_LR), help="update rule (mnist: adam)")
     train.add_argument("--lr", type=_positive_float, help="learning rate (default depends on task and optimizer)")
     train.add_argument("--weight-decay", type=_nonnegative_float, default=None,
                        help="L2 penalty (decoupled for adamw; default 0, adamw 0.01)")
-    train.add_argument("--schedule", choices=["constant", "step", "cosine"],
+    train.add_argument("--schedule", choices=list(SCHEDULES),
                        help="learning-rate schedule over the run (mnist: cosine; step: x0.1 after each third)")
+    train.add_argument("--clip-norm", type=_positive_float, default=None, metavar="MAX",
+                       help="clip the gradients to this global L2 norm before each update (default: no clipping)")
     train.add_argument("--seed", type=int, default=0, help="seed for initial weights, shuffling and dropout")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="floating-point precision")
     train.add_argument("--data-dir", help="where MNIST is cached (default: $XPNET_DATA_DIR or the user cache dir)")
+
+
+def _add_file_arguments(train: argparse.ArgumentParser) -> None:
+    """Where a run's model and checkpoints go."""
     train.add_argument("--save", metavar="FILE", help="model file to write (default: TASK-MODEL.safetensors)")
     train.add_argument("--no-save", action="store_true", help="do not write a model file")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint there after every epoch")
@@ -87,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also checkpoint every STEPS batches within an epoch")
     train.add_argument("--keep", type=_positive_int, default=3, metavar="N",
                        help="keep the newest N checkpoints (default 3)")
+
+
+def _add_run_arguments(train: argparse.ArgumentParser) -> None:
+    """How the run behaves and reports: failures, stopping, metrics, progress, threads and the CUDA graph."""
     train.add_argument("--on-nan", choices=["stop", "skip"], default="stop",
                        help="a NaN/inf batch loss stops training naming the step and layer (stop, default) or "
                             "skips that batch's update (skip)")
@@ -103,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run every step eagerly, launching each kernel from Python (for debugging, or to "
                             "compare with the graph)")
 
+
+def _add_eval_command(sub: argparse._SubParsersAction, backends: list[str]) -> None:
     ev = sub.add_parser("eval", help="evaluate a saved model on its task's test data",
                         description="Load a model file written by `xpnet train` and report its test metrics.")
     ev.add_argument("--model", required=True, metavar="FILE", help="a .safetensors file from `xpnet train`")
@@ -110,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="where MNIST is cached")
     ev.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
 
-    from xpnet.cli.bench import add_arguments as add_bench_arguments
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
+    from xpnet.cli.bench import add_arguments
 
     bench = sub.add_parser("bench", help="benchmark training throughput per backend against NumPy/PyTorch references",
                            description="MNIST training throughput of the MLP 784-128-64-10 (or LeNet-5, --model "
@@ -120,74 +152,46 @@ def build_parser() -> argparse.ArgumentParser:
                            "implementation and, on a CUDA GPU, native PyTorch eager, with the whole step in one "
                            "CUDA graph, and torch.compile'd (torch-cuda-eager, torch-cuda-graph, "
                            "torch-cuda-compile), each also as a fraction of the float32 GEMM floor.")
-    add_bench_arguments(bench)
-
-    sub.add_parser("info", help="list the backends: available or not and why, versions, devices",
-                   description="Show which array backends can run here, their library versions and devices; for a "
-                   "GPU its name, compute capability, memory and CUDA versions.")
-    return parser
+    add_arguments(bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `xpnet ARGV...`; returns the exit code (0, 2 for a usage or input error, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            from xpnet.cli.train import run_train
-
-            return run_train(args)
-        if args.command == "eval":
-            from xpnet.cli.eval import run_eval
-
-            return run_eval(args)
-        if args.command == "bench":
-            from xpnet.cli.bench import run_bench
-
-            return run_bench(args)
-        return run_info()
+        return _run(args)
     except TrainingInterrupted as exc:
-        print(f"xpnet: {exc}", file=sys.stderr)
-        return 130
+        print_error(str(exc))
+        return EXIT_INTERRUPTED
     except (XpnetError, ValueError, OSError) as exc:
         if os.environ.get("XPNET_DEBUG"):
             raise
-        print(f"xpnet: error: {_one_line(exc)}", file=sys.stderr)
+        print_error(f"error: {one_line(exc)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("xpnet: interrupted", file=sys.stderr)
-        return 130
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _run(args: argparse.Namespace) -> int:
+    # Imported when run, so a command loads only its own machinery (training, model files, bench workers).
+    if args.command == "train":
+        from xpnet.cli.train import run_train
+
+        return run_train(args)
+    if args.command == "eval":
+        from xpnet.cli.eval import run_eval
+
+        return run_eval(args)
+    if args.command == "bench":
+        from xpnet.cli.bench import run_bench
+
+        return run_bench(args)
+    return run_info()
 
 
 def run_info() -> int:
+    """`xpnet info`."""
     from xpnet.cli.info import run_info as run
 
     return run()
-
-
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    from xpnet.io.atomic import atomic_write_bytes
-
-    text = json.dumps(_finite_or_null(payload), indent=2, allow_nan=False)
-    atomic_write_bytes(Path(path), (text + "\n").encode())
-
-
-def _finite_or_null(value: Any) -> Any:
-    """JSON has no NaN or Infinity: write null so every parser reads the file."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
-
-
-def versions(backend_versions: dict[str, str]) -> dict[str, str]:
-    from xpnet import __version__
-
-    return {"xpnet": __version__, "python": platform.python_version(), **backend_versions}

@@ -11,8 +11,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from xpnet.bench.contenders import GPU_REFERENCE_NAMES, canonical
-from xpnet.cli import write_json
+from xpnet.bench import runner
+from xpnet.bench.contenders import GPU_REFERENCE_NAMES, LR, REFERENCE_NAMES, XPNET_BACKENDS, canonical, known, supports
+from xpnet.bench.runner import BenchConfig
+from xpnet.cli.output import write_json
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
 MNIST_TRAIN_SIZE = 60000
@@ -75,19 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from xpnet.bench.report import save_plot, throughput_table
-    from xpnet.bench.runner import BenchConfig, run_throughput, run_to_accuracy
+    """`xpnet bench`: returns the exit code."""
+    from xpnet.bench.report import save_plot
     from xpnet.data.mnist import load_mnist
 
-    quick = args.quick
-    named = list(dict.fromkeys(canonical(c) for c in _csv(args.backends) or []))  # xpnet-cupy = cupy, once
-    config = BenchConfig(
-        contenders=named or default_contenders(args.model),
-        batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
-        optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
-        repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
-        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model,
-        compile_mode=args.compile_mode or ("default" if quick else None))
+    config = _config(args)
     _validate(config)
     if args.to_accuracy and config.model != "mlp":
         raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
@@ -95,21 +89,7 @@ def run_bench(args: argparse.Namespace) -> int:
     load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every worker
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                "processor": platform.processor() or platform.machine()}
-    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
-              file=sys.stderr) as bar:
-        def progress(what: str) -> None:
-            bar.set_postfix_str(what)
-
-        if args.to_accuracy:
-            results = run_to_accuracy(config, args.to_accuracy, progress)
-            bar.close()
-            _print_accuracy(results, args.to_accuracy)
-            payload: dict[str, Any] = {"machine": machine, "to_accuracy": results}
-        else:
-            payload = {"machine": machine, **run_throughput(config, progress)}
-            bar.close()
-            print(f"model: {MODEL_NAMES[config.model]}")
-            print(throughput_table(payload))
+    payload = {"machine": machine, **_measure(args, config)}
     if args.json:
         write_json(args.json, payload)
     if args.plot and not args.to_accuracy:
@@ -118,9 +98,42 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(config: Any) -> None:
-    from xpnet.bench.contenders import LR, REFERENCE_NAMES, XPNET_BACKENDS, known, supports
+def _config(args: argparse.Namespace) -> BenchConfig:
+    """The run's settings: the flags given, else the defaults (--quick: smaller ones)."""
+    quick = args.quick
+    named = list(dict.fromkeys(canonical(c) for c in _csv(args.backends) or []))  # xpnet-cupy = cupy, once
+    return BenchConfig(
+        contenders=named or default_contenders(args.model),
+        batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
+        optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
+        repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
+        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model,
+        compile_mode=args.compile_mode or ("default" if quick else None))
 
+
+def _measure(args: argparse.Namespace, config: BenchConfig) -> dict[str, Any]:
+    """Run the throughput or time-to-accuracy measurement under a progress line, print its results and
+    return them for the JSON file."""
+    from xpnet.bench.report import throughput_table
+
+    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
+              file=sys.stderr) as bar:
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+
+        if args.to_accuracy:
+            results = runner.run_to_accuracy(config, args.to_accuracy, progress)
+            bar.close()
+            _print_accuracy(results, args.to_accuracy)
+            return {"to_accuracy": results}
+        measured = runner.run_throughput(config, progress)
+        bar.close()
+    print(f"model: {MODEL_NAMES[config.model]}")
+    print(throughput_table(measured))
+    return measured
+
+
+def _validate(config: BenchConfig) -> None:
     if not config.contenders:
         raise ValueError("no contenders to run")
     for name in config.contenders:

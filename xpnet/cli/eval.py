@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from xpnet.backends import get_backend
-from xpnet.cli import versions, write_json
+from xpnet.cli.output import versions, write_json
 from xpnet.io.checkpoint import load_model
 from xpnet.recipes import test_data_for
 from xpnet.training.fit import evaluate

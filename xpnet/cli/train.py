@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from xpnet.backends import get_backend
+from xpnet.backends import Backend, get_backend
 from xpnet.backends.threads import set_threads
-from xpnet.training.callbacks import EarlyStopping
-from xpnet.cli import versions, write_json
-from xpnet.core.optim import make_optimizer
-from xpnet.core.schedules import Cosine, StepDecay
+from xpnet.cli.output import versions, write_json
+from xpnet.core.optim import Optimizer, make_optimizer
 from xpnet.data.batches import num_batches
 from xpnet.io.checkpoint import Checkpoints, save_model
-from xpnet.recipes import DEFAULTS, build_problem
-from xpnet.training.fit import fit
+from xpnet.recipes import DEFAULTS, Problem, build_problem, make_schedule
+from xpnet.training.callbacks import EarlyStopping
+from xpnet.training.fit import History, fit
 
 
 class EpochPrinter:
@@ -39,66 +39,88 @@ class EpochPrinter:
         tqdm.write("  ".join(parts), file=sys.stdout)
 
 
-def _schedule(name: str, total_steps: int) -> Any:
-    if name == "cosine":
-        return Cosine(total_steps)
-    if name == "step":
-        return StepDecay(every=max(1, -(-total_steps // 3)), gamma=0.1)
-    return None
+@dataclass(frozen=True)
+class Settings:
+    """A run's choices: what the command line gave, else the task's defaults."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float | None  # None: the optimizer's own default
+    weight_decay: float
+    schedule: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        d = DEFAULTS[args.task]
+        optimizer = args.optimizer or d.optimizer
+        # the task's rate is tuned for its optimizer; another optimizer starts from its own default
+        lr = args.lr if args.lr is not None else (d.lr if optimizer == d.optimizer else None)
+        weight_decay = args.weight_decay if args.weight_decay is not None else (0.01 if optimizer == "adamw" else 0.0)
+        return cls(args.model or d.models[0], args.epochs or d.epochs, args.batch_size or d.batch_size, optimizer,
+                   lr, weight_decay, args.schedule or d.schedule)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    d = DEFAULTS[args.task]
-    model_name = args.model or d.models[0]
-    epochs, batch_size = args.epochs or d.epochs, args.batch_size or d.batch_size
-    optimizer_name = args.optimizer or d.optimizer
+    """`xpnet train`: returns the exit code."""
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         raise ValueError("--resume and --checkpoint-every need --checkpoint-dir DIR (where the checkpoints are)")
     if args.threads:
         set_threads(args.threads)
+    s = Settings.from_args(args)
     backend = get_backend(args.backend)
-    progress = not args.no_progress
-    problem = build_problem(args.task, backend, model_name, args.dtype, args.seed, args.data_dir, progress)
-    steps = epochs * num_batches(problem.train[0].shape[0], batch_size)
-    lr = args.lr if args.lr is not None else (d.lr if optimizer_name == d.optimizer else None)
-    weight_decay = args.weight_decay if args.weight_decay is not None else (0.01 if optimizer_name == "adamw" else 0.0)
-    optimizer = make_optimizer(optimizer_name, problem.model.parameters(), lr, weight_decay,
-                               _schedule(args.schedule or d.schedule, steps))
-    print(f"xpnet: training {args.task} ({model_name}) on {backend.name} [{backend.describe_device()}], "
-          f"{args.dtype}, {problem.train[0].shape[0]:,} samples, batch {batch_size}, {epochs} epochs, "
-          f"{optimizer_name} lr {optimizer.lr:g} ({args.schedule or d.schedule})")
-    callbacks: list[Any] = [EpochPrinter(epochs)]
+    problem = build_problem(args.task, backend, s.model, args.dtype, args.seed, args.data_dir, not args.no_progress)
+    steps = s.epochs * num_batches(problem.train[0].shape[0], s.batch_size)
+    optimizer = make_optimizer(s.optimizer, problem.model.parameters(), s.lr, s.weight_decay,
+                               make_schedule(s.schedule, steps))
+    print(f"xpnet: training {args.task} ({s.model}) on {backend.name} [{backend.describe_device()}], "
+          f"{args.dtype}, {problem.train[0].shape[0]:,} samples, batch {s.batch_size}, {s.epochs} epochs, "
+          f"{s.optimizer} lr {optimizer.lr:g} ({s.schedule})")
+    history = _fit(args, s, problem, optimizer)
+    if history.stopped_early:
+        print(f"xpnet: stopped early after epoch {history.last['epoch']} (no test-loss improvement "
+              f"for {args.early_stopping} epochs)")
+    _report_task(args.task, problem)
+    saved = None if args.no_save else _save(args, s, problem, history)
+    if args.json:
+        write_json(args.json, _summary(args, s, backend, optimizer, history, saved))
+    return 0
+
+
+def _fit(args: argparse.Namespace, s: Settings, problem: Problem, optimizer: Optimizer) -> History:
+    callbacks: list[Any] = [EpochPrinter(s.epochs)]
     if args.early_stopping:
         callbacks.insert(0, EarlyStopping("test_loss", args.early_stopping))
     checkpoints = None
     if args.checkpoint_dir:
         checkpoints = Checkpoints(args.checkpoint_dir, every_steps=args.checkpoint_every, keep=args.keep,
-                                  resume=args.resume, metadata={**problem.metadata, "model": model_name})
+                                  resume=args.resume, metadata={**problem.metadata, "model": s.model})
     graph = {} if args.graph is None else {"graph": args.graph}  # --graph / --no-graph; else fit's default
-    history = fit(problem.model, problem.loss, optimizer, problem.train, epochs=epochs, batch_size=batch_size,
-                  validation=problem.test, seed=args.seed, callbacks=callbacks, progress=progress,
-                  checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test", **graph)
-    if history.stopped_early:
-        print(f"xpnet: stopped early after epoch {history.last['epoch']} (no test-loss improvement "
-              f"for {args.early_stopping} epochs)")
-    _report_task(args.task, problem)
-    saved = None
-    if not args.no_save:
-        saved = str(save_model(args.save or f"{args.task}-{model_name}.safetensors", problem.model,
-                               {**problem.metadata, "model": model_name, "seed": args.seed,
-                                "final": history.last}))
-        print(f"xpnet: saved model to {saved}  (xpnet eval --model {saved})")
-    if args.json:
-        write_json(args.json, {
-            "task": args.task, "model": model_name, "backend": backend.name, "device": backend.describe_device(),
-            "dtype": args.dtype, "seed": args.seed, "batch_size": batch_size, "optimizer": optimizer_name,
-            "lr": optimizer.lr, "weight_decay": optimizer.weight_decay, "schedule": args.schedule or d.schedule,
+    return fit(problem.model, problem.loss, optimizer, problem.train, epochs=s.epochs, batch_size=s.batch_size,
+               validation=problem.test, seed=args.seed, callbacks=callbacks, progress=not args.no_progress,
+               checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test", clip_norm=args.clip_norm,
+               **graph)
+
+
+def _save(args: argparse.Namespace, s: Settings, problem: Problem, history: History) -> str:
+    saved = str(save_model(args.save or f"{args.task}-{s.model}.safetensors", problem.model,
+                           {**problem.metadata, "model": s.model, "seed": args.seed, "final": history.last}))
+    print(f"xpnet: saved model to {saved}  (xpnet eval --model {saved})")
+    return saved
+
+
+def _summary(args: argparse.Namespace, s: Settings, backend: Backend, optimizer: Optimizer, history: History,
+             saved: str | None) -> dict[str, Any]:
+    """What --json writes: the run's settings, versions and every epoch's metrics."""
+    return {"task": args.task, "model": s.model, "backend": backend.name, "device": backend.describe_device(),
+            "dtype": args.dtype, "seed": args.seed, "batch_size": s.batch_size, "optimizer": s.optimizer,
+            "lr": optimizer.lr, "weight_decay": optimizer.weight_decay, "schedule": s.schedule,
             "versions": versions(backend.versions), "stopped_early": history.stopped_early,
-            "saved_model": saved, "skipped_steps": history.skipped_steps, "epochs": history.epochs})
-    return 0
+            "saved_model": saved, "skipped_steps": history.skipped_steps, "epochs": history.epochs}
 
 
-def _report_task(task: str, problem: Any) -> None:
+def _report_task(task: str, problem: Problem) -> None:
     if task == "linear":
         dense = problem.model.layers[0]
         backend = problem.model.backend

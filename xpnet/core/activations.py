@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from xpnet.backends import ops
 from xpnet.backends.ops import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.module import Module
@@ -41,7 +42,7 @@ class ReLU(Module):
 
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
-        kernel = lookup(xp, "relu_forward")  # y and mask in one pass where a backend has it
+        kernel = lookup(xp, ops.RELU_FORWARD)  # y and mask in one pass where a backend has it
         if kernel is not None:
             y, self._mask = kernel(xp, x)
             return y
@@ -90,7 +91,7 @@ class Sigmoid(Module):
 
     def backward(self, dy: Any) -> Any:
         xp = namespace(dy)
-        kernel = lookup(xp, "sigmoid_backward")
+        kernel = lookup(xp, ops.SIGMOID_BACKWARD)
         return kernel(xp, dy, self._y) if kernel is not None else dy * self._y * (1.0 - self._y)
 
 
@@ -103,7 +104,7 @@ class Tanh(Module):
 
     def backward(self, dy: Any) -> Any:
         xp = namespace(dy)
-        kernel = lookup(xp, "tanh_backward")
+        kernel = lookup(xp, ops.TANH_BACKWARD)
         return kernel(xp, dy, self._y) if kernel is not None else dy * (1.0 - self._y * self._y)
 
 

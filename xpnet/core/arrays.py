@@ -6,7 +6,7 @@ from typing import Any
 
 import array_api_compat
 
-from xpnet.backends.ops import lookup
+from xpnet.backends.ops import MATMUL, lookup
 from xpnet.errors import DTypeError, ShapeError
 
 FLOAT_NAMES = ("float16", "float32", "float64")
@@ -68,5 +68,5 @@ def check_matrix_input(owner: Any, x: Any, width: int, dtype: Any) -> None:
 def matmul(a: Any, b: Any) -> Any:
     """a @ b, or the backend's registered "matmul" where it has one (on CuPy a direct cuBLAS call, the same
     eagerly and inside a CUDA-graph capture, where CuPy's own `@` is refused)."""
-    kernel = lookup(namespace(a), "matmul")
+    kernel = lookup(namespace(a), MATMUL)
     return a @ b if kernel is None else kernel(a, b)

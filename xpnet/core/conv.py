@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnet.backends.host import host_namespace
-from xpnet.backends.ops import lookup
+from xpnet.backends.ops import COL2IM, IM2COL, lookup, out_size
 from xpnet.core.arrays import dtype_name, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
@@ -22,10 +22,6 @@ from xpnet.errors import DTypeError, ShapeError
 
 
 # -- windows: the K*K strided slices of two spatial axes, and their adjoint ------------------------------
-def out_size(size: int, k: int, stride: int, padding: int = 0) -> int:
-    return (size + 2 * padding - k) // stride + 1
-
-
 def _index(ndim: int, axis: int, rows: slice, cols: slice) -> tuple[Any, ...]:
     """An index that applies `rows` to axis `axis` and `cols` to the one after it."""
     index: list[Any] = [slice(None)] * ndim
@@ -176,7 +172,7 @@ class Conv2D(Module):
         n, _, h, wd = x.shape
         k, s, p = self.kernel_size, self.stride, self.padding
         ho, wo = out_size(h, k, s, p), out_size(wd, k, s, p)
-        cols = (lookup(xp, "im2col") or im2col)(xp, xp.permute_dims(x, (1, 2, 3, 0)), k, s, p)
+        cols = (lookup(xp, IM2COL) or im2col)(xp, xp.permute_dims(x, (1, 2, 3, 0)), k, s, p)
         self._cols, self._in_shape = (cols if self.training else None), (h, wd, n)
         y = matmul(xp.reshape(w, (self.out_channels, -1)), cols)  # (Cout, Ho*Wo*N)
         if self.bias is not None:
@@ -199,8 +195,8 @@ class Conv2D(Module):
         if not need_dx:
             return None
         dcols = matmul(xp.reshape(w, (self.out_channels, -1)).mT, dy2)
-        dx = (lookup(xp, "col2im") or col2im)(xp, dcols, (self.in_channels, *self._in_shape), self.kernel_size,
-                                             self.stride, self.padding)
+        dx = (lookup(xp, COL2IM) or col2im)(xp, dcols, (self.in_channels, *self._in_shape), self.kernel_size,
+                                            self.stride, self.padding)
         return xp.permute_dims(dx, (3, 0, 1, 2))
 
     def config(self) -> dict[str, Any]:

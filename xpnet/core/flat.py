@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from xpnet.backends.ops import lookup
+from xpnet.backends.ops import CONCAT_INTO, lookup
 from xpnet.core.arrays import is_writeable, namespace
 
 
@@ -38,7 +38,7 @@ class FlatBuffers:
             for st, view in zip(states, self.state_views[role]):
                 st[role] = view
         self.grad = xp.zeros_like(self.param)
-        self._concat = lookup(xp, "concat_into")
+        self._concat = lookup(xp, CONCAT_INTO)
 
     @staticmethod
     def usable(params: Sequence[Any]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backends.ops import lookup
+from xpnet.backends.ops import SOFTMAX_CROSS_ENTROPY_LABELS, lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import DataError, DTypeError, ShapeError
 
@@ -104,7 +104,7 @@ class SoftmaxCrossEntropy(Loss):
             raise ShapeError(f"SoftmaxCrossEntropy expects logits of shape (batch, classes), got {tuple(logits.shape)}")
         n, c = logits.shape
         if xp.isdtype(target.dtype, "integral") and tuple(target.shape) == (n,):
-            kernel = lookup(xp, "softmax_cross_entropy_labels")
+            kernel = lookup(xp, SOFTMAX_CROSS_ENTROPY_LABELS)
             if kernel is not None:
                 if self.check_labels:
                     check_label_range(xp, target, c)

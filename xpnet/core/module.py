@@ -6,10 +6,9 @@ loop over it in reverse.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from xpnet.backends import Backend, backend_for, get_backend, transfer
-from xpnet.backends.ops import lookup
 from xpnet.core.arrays import dtype_name, namespace
 from xpnet.errors import CheckpointError
 
@@ -63,6 +62,11 @@ class Module:
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
+
+    def fused_with(self, following: "Module") -> Callable[[Any], Any] | None:
+        """A forward running this module and `following` as one (a backend's bias+ReLU kernel, say), or None.
+        Sequential asks once; each module must still keep what its own backward reads."""
+        return None
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this module (weights excluded)."""
@@ -164,35 +168,21 @@ class Sequential(Module):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def forward(self, x: Any) -> Any:
-        fuse = self._fusable_pairs()
-        kernel = lookup(namespace(x), "bias_relu_forward") if fuse else None
-        if kernel is None:
-            for layer in self.layers:
-                x = layer.forward(x)
-            return x
-        # A backend's bias+ReLU kernel replaces Dense's bias add and ReLU's pass with one (a GPU's cost
-        # per small op is mostly its launch); each layer still keeps what its own backward reads.
-        layers, i = self.layers, 0
-        while i < len(layers):
-            if i in fuse:
-                dense = layers[i]
-                x = layers[i + 1].fused(*kernel(namespace(x), dense.forward_unbiased(x), dense.bias.value))
-                i += 2
-            else:
-                x = layers[i].forward(x)
-                i += 1
+        for run in self._forward_plan():
+            x = run(x)
         return x
 
-    def _fusable_pairs(self) -> frozenset[int]:
-        """Indices i where layer i is a Dense with bias and layer i+1 a ReLU (looked up once)."""
-        if getattr(self, "_pairs", None) is None:
-            from xpnet.core.activations import ReLU
-            from xpnet.core.dense import Dense
-
-            self._pairs = frozenset(i for i in range(len(self.layers) - 1)
-                                    if type(self.layers[i]) is Dense and self.layers[i].bias is not None
-                                    and type(self.layers[i + 1]) is ReLU)
-        return self._pairs
+    def _forward_plan(self) -> list[Callable[[Any], Any]]:
+        """Each layer's forward, with a pair that offers a fused forward (fused_with) run as one; planned once:
+        layers don't change after construction."""
+        if getattr(self, "_plan", None) is None:
+            plan, layers, i = [], self.layers, 0
+            while i < len(layers):
+                fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
+                plan.append(fused or layers[i].forward)
+                i += 2 if fused else 1
+            self._plan = plan
+        return self._plan
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         """With need_dx=False, layers before the first one with parameters are not back-propagated at all,

@@ -9,6 +9,7 @@ import math
 from typing import Any, Callable, Iterable
 
 from xpnet.backends import backend_for, transfer
+from xpnet.backends import ops
 from xpnet.backends.ops import fast_paths_enabled, lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.flat import FlatBuffers
@@ -65,10 +66,13 @@ class Optimizer:
         """Apply one update from the accumulated gradients; parameters without a gradient are left alone.
 
         gate: a 0-d boolean device array; False drops the update on the device (a NaN loss) without the
-        host reading it. lr, step: 0-d device arrays replacing the schedule's rate and the update number,
-        for a step replayed as a captured graph (the host still counts the steps).
+        host reading it. lr, step: 0-d device arrays replacing the schedule's rate and the update number
+        (a captured graph reads them at each replay). With `step` given the caller counts the update
+        (count_update): this Python runs once when a step is captured, not once per replay.
         """
-        self.steps += 1
+        counted = step is None
+        if counted:
+            self.steps += 1
         lr = self.current_lr if lr is None else lr
         # Stateless updates (plain SGD) gain nothing from the flat buffer but would pay for gathering into it.
         if self.flat and self.roles and self._step_flat(lr, gate, step):
@@ -78,8 +82,9 @@ class Optimizer:
             if p.grad is None:
                 continue
             xp = namespace(p.value)
-            st["step"] = st.get("step", 0) + 1
-            count = st["step"] if step is None else step
+            if counted:
+                st["step"] = st.get("step", 0) + 1
+            count = st["step"] if counted else step
             if not roles:
                 p.value = self._update(xp, p.value, p.grad, [], lr, count, gate)[0]
                 continue
@@ -103,17 +108,17 @@ class Optimizer:
         fb.param, *arrays = self._update(fb.xp, fb.param, fb.gather_grads(self.params),
                                          [fb.roles[r] for r in self.roles], lr,
                                          step if device_step is None else device_step, gate)
-        for st in self.state:
-            st["step"] = step
+        if device_step is None:
+            for st in self.state:
+                st["step"] = step
         return True
 
-    def advance(self, n: int) -> None:
-        """Move the step counts by n without updating: a replayed graph step the host did not run, or
-        (n < 0) steps the device dropped after a NaN loss."""
+    def count_update(self, n: int = 1) -> None:
+        """Count n updates made from a device state (whose `step` argument the optimizer does not count
+        itself); a negative n takes back updates the device dropped after a non-finite loss."""
         self.steps += n
         for st in self.state:
-            if "step" in st:
-                st["step"] += n
+            st["step"] = st.get("step", 0) + n
 
     def uses_flat_buffer(self) -> bool:
         """True once updates run over one flat buffer (what a captured graph step needs: fixed addresses)."""
@@ -153,7 +158,7 @@ class Optimizer:
 class SGD(Optimizer):
     """p -= lr * g; with momentum: v = mu v + g, p -= lr * v (Nesterov: p -= lr * (g + mu v))."""
 
-    kernel = "sgd_update"
+    kernel = ops.SGD_UPDATE
 
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0,
@@ -182,7 +187,7 @@ class Adam(Optimizer):
 
     decoupled = False
     roles = ("m", "v")
-    kernel = "adam_update"
+    kernel = ops.ADAM_UPDATE
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0,

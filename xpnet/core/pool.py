@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnet.backends.ops import lookup
+from xpnet.backends.ops import MAX_POOL2D, MAX_POOL2D_BACKWARD, lookup, out_size
 from xpnet.core.arrays import namespace
-from xpnet.core.conv import check_sizes, add_windows, check_images, out_size, window_slices
+from xpnet.core.conv import add_windows, check_images, check_sizes, window_slices
 from xpnet.core.module import Module
 
 
@@ -58,12 +58,12 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: Any) -> Any:
         check_images(self, x, self.kernel_size)
         xp = namespace(x)
-        y, self._saved = (lookup(xp, "max_pool2d") or max_pool2d)(xp, x, self.kernel_size, self.stride)
+        y, self._saved = (lookup(xp, MAX_POOL2D) or max_pool2d)(xp, x, self.kernel_size, self.stride)
         return y
 
     def backward(self, dy: Any) -> Any:
         xp = namespace(dy)
-        kernel = lookup(xp, "max_pool2d_backward") or max_pool2d_backward
+        kernel = lookup(xp, MAX_POOL2D_BACKWARD) or max_pool2d_backward
         return kernel(xp, dy, self._saved, self.kernel_size, self.stride)
 
 

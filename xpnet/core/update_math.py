@@ -1,5 +1,5 @@
 """The optimizers' arithmetic as pure functions on arrays: the Array API reference that a backend may
-replace with a fused kernel of the same signature (see backends/kernels.py).
+replace with a fused kernel of the same signature (see backends/ops.py).
 
 Each takes the parameter, its gradient and its state arrays, and returns them updated: the same objects,
 changed in place, where the arrays are writeable; new ones where they are not (JAX). They run once per

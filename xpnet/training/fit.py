@@ -4,51 +4,59 @@
                                               ^                  |
                    optimizer.step  <-  model.backward  <-  loss.backward
 
-Around it: validation each epoch, callbacks, checkpoints (each epoch and, optionally, every N steps) from
-which a killed run resumes bit-identically, a clean stop on Ctrl-C or SIGTERM, and a guard against NaN.
+One turn of it is the step body in step.py. Around it: validation each epoch, callbacks, checkpoints (each
+epoch and, optionally, every N steps) from which a killed run resumes bit-identically, a clean stop on
+Ctrl-C or SIGTERM, and a guard against NaN.
 """
 from __future__ import annotations
 
-import math
-import sys
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
-
-from tqdm.auto import tqdm
 
 from xpnet.backends import Backend, backend_for
 from xpnet.core.arrays import namespace
+from xpnet.core.clip import check_max_norm
 from xpnet.core.losses import MAE, MSE, Loss, SoftmaxCrossEntropy, check_label_range
 from xpnet.core.metrics import accuracy, mae, mse, r2
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, num_batches
 from xpnet.data.validate import check_inputs, check_targets
-from xpnet.errors import CheckpointError, DivergedError, TrainingInterrupted
+from xpnet.errors import CheckpointError, TrainingInterrupted
+from xpnet.io.checkpoint import Checkpoints, checkpoint_files
+from xpnet.training.checkpointing import Position, resume, save_position
+from xpnet.training.epoch import run_epoch
+from xpnet.training.history import History
 from xpnet.training.interrupts import interrupt_requests
-from xpnet.training.step import make_stepper, train_step
-from xpnet.io.checkpoint import Checkpoints, checkpoint_files, load_latest_checkpoint, save_checkpoint
+from xpnet.training.step import EagerRunner, Step, make_state, train_step
 
-PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
 ON_NAN = ("stop", "skip")
 
 
-@dataclass
-class History:
-    """One dict of metrics per finished epoch."""
+@dataclass(frozen=True)
+class FitOptions:
+    """fit's settings besides the model, loss, optimizer, data and callbacks (its keywords, checked)."""
 
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    stopped_early: bool = False
-    skipped_steps: int = 0  # batches dropped by on_nan="skip"
+    epochs: int = 1
+    batch_size: int = 32
+    seed: int = 0
+    shuffle: bool = True
+    progress: bool = False
+    checkpoints: Checkpoints | None = None
+    on_nan: str = "stop"
+    validation_prefix: str = "val"
+    eval_batch_size: int = 1000
+    graph: bool | None = None
+    clip_norm: float | None = None
 
-    def __getitem__(self, key: str) -> list[Any]:
-        return [e[key] for e in self.epochs if key in e]
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.epochs[-1] if self.epochs else {}
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        if self.on_nan not in ON_NAN:
+            raise ValueError(f"on_nan must be one of {ON_NAN}, got {self.on_nan!r}")
+        if self.clip_norm is not None:
+            check_max_norm(self.clip_norm)
 
 
 def predict(model: Module, x: Any, batch_size: int = 1000) -> Any:
@@ -74,6 +82,129 @@ def evaluate(model: Module, loss: Loss, x: Any, y: Any, batch_size: int = 1000) 
     return result
 
 
+def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any], *, epochs: int = 1,
+        batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
+        callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
+        on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000,
+        graph: bool | None = None, clip_norm: float | None = None) -> History:
+    """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
+
+    x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
+    probabilities, or (n, outputs) regression targets. Returns the per-epoch History.
+    graph: run each step as a captured device graph (None: wherever the backend supports capture, i.e.
+    CuPy; False: eager). On a GPU the loss and NaN checks stay on the device and are read once per
+    progress window; with on_nan='skip' a dropped step still counts in the schedule there.
+    clip_norm: scale the gradients to at most this global L2 norm before each update.
+    """
+    options = FitOptions(epochs, batch_size, seed, shuffle, progress, checkpoints, on_nan, validation_prefix,
+                         eval_batch_size, graph, clip_norm)
+    return _Fit(model, loss, optimizer, train_data, validation, list(callbacks), options).run()
+
+
+class _Fit:
+    """One fit call: the data on the device, the runner, the position, and the loop over epochs."""
+
+    def __init__(self, model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any],
+                 validation: tuple[Any, Any] | None, callbacks: list[Any], options: FitOptions) -> None:
+        self.backend = backend = backend_for(train_data[0])
+        model.to(backend)
+        optimizer.to(backend, model.dtype)
+        self.model, self.loss, self.optimizer, self.callbacks, self.o = model, loss, optimizer, callbacks, options
+        self.x, self.y = _prepare(backend, model, loss, train_data, "training data")
+        self.val = _prepare(backend, model, loss, validation, "validation data") if validation is not None else None
+        self.batches = num_batches(self.x.shape[0], options.batch_size)
+        self.history, self.start = History(), Position()
+        # What a resumed run must share with the one it continues.
+        self.settings = {"seed": options.seed, "batch_size": options.batch_size, "clip_norm": options.clip_norm}
+        ck = options.checkpoints
+        if ck is not None and ck.resume:
+            self.history, self.start = resume(ck, model, optimizer, callbacks, backend, self.batches, self.settings,
+                                              options.epochs)
+        elif ck is not None and checkpoint_files(ck.directory):
+            raise CheckpointError(f"{ck.directory} already holds checkpoints of another run: resume it, or "
+                                  f"choose an empty directory (keep would otherwise delete them)")
+
+    def checkpoint(self, at: Position) -> str | None:
+        if self.o.checkpoints is None:
+            return None
+        return save_position(self.o.checkpoints, self.model, self.optimizer, self.backend, at, self.history,
+                             self.callbacks, self.settings)
+
+    def run(self) -> History:
+        o, model = self.o, self.model
+        model.train()
+        runner = make_runner(step_mode(self.backend, o.graph), self.backend, model, self.loss, self.optimizer,
+                             self.x, self.y, o.batch_size, o.on_nan, self.history, o.clip_norm)
+        every = o.checkpoints.every_steps if o.checkpoints is not None else None
+        with _labels_checked(self.loss), interrupt_requests() as interrupted:
+            for epoch in range(self.start.epoch, o.epochs + 1):
+                start = self.start if epoch == self.start.epoch else Position(epoch)
+                if start.batch == 0:
+                    self.backend.seed(o.seed * 1_000_003 + epoch)  # dropout per epoch; a resume restores it
+                end = run_epoch(runner, self.backend, start, epoch_order(self.x.shape[0], o.seed, epoch, o.shuffle),
+                                o.batch_size, f"epoch {epoch}/{o.epochs}", o.progress,
+                                self.checkpoint if every else None, every, interrupted)
+                if end.batch < self.batches:  # stopped by Ctrl-C / SIGTERM after a whole step
+                    raise _interrupted(f"at epoch {epoch}, batch {end.batch}/{self.batches}", self.checkpoint(end))
+                saved = self.end_epoch(end)
+                if self.history.stopped_early:
+                    break
+                if interrupted() and epoch < o.epochs:  # asked during the last batch or the evaluation
+                    raise _interrupted(f"after epoch {epoch}", saved)
+        return self.history
+
+    def end_epoch(self, end: Position) -> str | None:
+        """Validation, the epoch's log, the callbacks' verdict and the epoch-end checkpoint."""
+        o = self.o
+        logs: dict[str, Any] = {"epoch": end.epoch, "train_loss": end.loss_sum / end.seen,
+                                "samples_per_second": self.x.shape[0] / end.seconds, "seconds": end.seconds}
+        if self.val is not None:
+            metrics = evaluate(self.model, self.loss, self.val[0], self.val[1], o.eval_batch_size)
+            logs.update({f"{o.validation_prefix}_{k}": v for k, v in metrics.items()})
+        self.history.epochs.append(logs)
+        self.history.stopped_early = any([bool(cb.on_epoch_end(end.epoch, logs)) for cb in self.callbacks])
+        return self.checkpoint(Position(end.epoch, self.batches))
+
+
+def make_runner(mode: str, backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+                batch_size: int, on_nan: str, history: History, clip_norm: float | None = None) -> Any:
+    """The step body with its state, run eagerly per batch or ('graph') captured and replayed."""
+    step = Step(model, loss, optimizer, make_state(mode, backend, optimizer, on_nan, history), clip_norm)
+    if mode == "graph":
+        from xpnet.training.captured import GraphRunner
+
+        return GraphRunner(step, backend, x, y, batch_size)
+    return EagerRunner(step, backend, x, y, batch_size)
+
+
+def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+                batch_size: int, order: Any, progress: bool = False, desc: str = "", graph: bool = False
+                ) -> tuple[float, float]:
+    """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds).
+    graph=True runs the step as a captured graph (see fit); its graphs are kept for the next call."""
+    with _labels_checked(loss):
+        runner = make_runner(step_mode(backend, graph), backend, model, loss, optimizer, x, y, batch_size, "stop",
+                             History())
+        end = run_epoch(runner, backend, Position(), order, batch_size, desc or "epoch", progress)
+    return end.loss_sum / end.seen, end.seconds
+
+
+def step_mode(backend: Backend, graph: bool | None) -> str:
+    """Which runner and state: a captured graph where asked (None: wherever the backend can capture), else the
+    eager step with its books on the device where reading a value waits for the device, else per-step reads."""
+    if graph is None:
+        graph = backend.supports_capture
+    if graph:
+        return "graph"
+    return "windowed" if backend.sync_costly else "checked"
+
+
+def _interrupted(where: str, saved: str | None) -> TrainingInterrupted:
+    return TrainingInterrupted(f"interrupted {where}; " + (
+        f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
+        else "nothing saved: no checkpoint directory was set"))
+
+
 def _prepare(backend: Backend, model: Module, loss: Loss, data: tuple[Any, Any], what: str) -> tuple[Any, Any]:
     x, y = data
     x = check_inputs(backend, x, model.dtype or "float32", what)
@@ -89,160 +220,6 @@ def _positive(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-@dataclass
-class _Position:
-    """Where a run is: `batch` batches of `epoch` done, with that epoch's partial loss sum and time."""
-
-    epoch: int = 1
-    batch: int = 0
-    loss_sum: float = 0.0
-    seen: int = 0
-    seconds: float = 0.0
-
-
-def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any], *, epochs: int = 1,
-        batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
-        callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
-        on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000,
-        graph: bool | None = None) -> History:
-    """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
-
-    x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
-    probabilities, or (n, outputs) regression targets. Returns the per-epoch History.
-    graph: run each step as a captured device graph (None: wherever the backend supports capture, i.e.
-    CuPy; False: eager). On a GPU the loss and NaN checks stay on the device and are read once per
-    progress window; with on_nan='skip' a dropped step still counts in the schedule there.
-    """
-    _positive("epochs", epochs)
-    _positive("batch_size", batch_size)
-    if on_nan not in ON_NAN:
-        raise ValueError(f"on_nan must be one of {ON_NAN}, got {on_nan!r}")
-    backend = backend_for(train_data[0])
-    model.to(backend)
-    optimizer.to(backend, model.dtype)
-    x, y = _prepare(backend, model, loss, train_data, "training data")
-    val = _prepare(backend, model, loss, validation, "validation data") if validation is not None else None
-    callbacks = list(callbacks)
-    batches = num_batches(x.shape[0], batch_size)
-
-    history, pos = History(), _Position()
-    if checkpoints is not None and checkpoints.resume:
-        history, pos = _resume(checkpoints, model, optimizer, callbacks, backend, batches, seed, batch_size, epochs)
-    elif checkpoints is not None and checkpoint_files(checkpoints.directory):
-        raise CheckpointError(f"{checkpoints.directory} already holds checkpoints of another run: resume it, or "
-                              f"choose an empty directory (keep would otherwise delete them)")
-
-    def checkpoint(at: _Position) -> str | None:
-        if checkpoints is None:
-            return None
-        state = {"history": history.epochs, "callbacks": [_cb_state(cb) for cb in callbacks], "seed": seed,
-                 "batch_size": batch_size, "rng": {"backend": backend.name, "state": backend.rng_state()},
-                 "loss_sum": at.loss_sum, "seen": at.seen, "seconds": at.seconds,
-                 "skipped_steps": history.skipped_steps, "stopped_early": history.stopped_early}
-        return str(save_checkpoint(checkpoints.directory, model, optimizer, at.epoch, at.batch, state,
-                                   checkpoints.metadata, checkpoints.keep))
-
-    model.train()
-    mode = step_mode(backend, graph)
-    with _labels_checked(loss), interrupt_requests() as interrupted:
-        for epoch in range(pos.epoch, epochs + 1):
-            start = pos if epoch == pos.epoch else _Position(epoch)
-            if start.batch == 0:
-                backend.seed(seed * 1_000_003 + epoch)  # dropout stream per epoch; mid-epoch resumes restore it
-            run = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, start, on_nan, history,
-                            checkpoint if checkpoints is not None and checkpoints.every_steps else None,
-                            checkpoints.every_steps if checkpoints is not None else None, interrupted, mode)
-            end = run.run(epoch_order(x.shape[0], seed, epoch, shuffle), progress, f"epoch {epoch}/{epochs}")
-            if end.batch < batches:  # stopped by Ctrl-C / SIGTERM after a whole step
-                saved = checkpoint(end)
-                where = f"epoch {epoch}, batch {end.batch}/{batches}"
-                raise TrainingInterrupted(f"interrupted at {where}; " + (
-                    f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
-                    else "nothing saved: no checkpoint directory was set"))
-            logs: dict[str, Any] = {"epoch": epoch, "train_loss": end.loss_sum / end.seen,
-                                    "samples_per_second": x.shape[0] / end.seconds, "seconds": end.seconds}
-            if val is not None:
-                metrics = evaluate(model, loss, val[0], val[1], eval_batch_size)
-                logs.update({f"{validation_prefix}_{k}": v for k, v in metrics.items()})
-            history.epochs.append(logs)
-            stop = [bool(cb.on_epoch_end(epoch, logs)) for cb in callbacks]
-            history.stopped_early = any(stop)
-            saved = checkpoint(_Position(epoch, batches))
-            if history.stopped_early:
-                break
-            if interrupted() and epoch < epochs:  # asked during the last batch or the evaluation
-                raise TrainingInterrupted(f"interrupted after epoch {epoch}; " + (
-                    f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
-                    else "nothing saved: no checkpoint directory was set"))
-    return history
-
-
-class _EpochRun:
-    """One pass over the data from `start`, with progress, NaN handling, step checkpoints and interrupts.
-    How each step runs and reports its loss is the stepper's business (steppers.py)."""
-
-    def __init__(self, backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                 batch_size: int, start: _Position, on_nan: str, history: History, checkpoint: Any,
-                 every: int | None, interrupted: Any, mode: str = "checked") -> None:
-        self.backend, self.x, self.batch_size, self.start = backend, x, batch_size, start
-        self.checkpoint, self.every, self.interrupted = checkpoint, every, interrupted
-        self.stepper = make_stepper(mode, backend, model, loss, optimizer, x, y, batch_size, on_nan, history,
-                                    start.loss_sum, start.seen)
-
-    def run(self, order: Any, progress: bool, desc: str) -> _Position:
-        pos, stepper = self.start, self.stepper
-        bar = tqdm(total=self.x.shape[0], initial=pos.seen, unit="sample", unit_scale=True, desc=desc,
-                   disable=not progress, dynamic_ncols=True, leave=False)
-        batch, clock = pos.batch, time.perf_counter()
-        last = num_batches(self.x.shape[0], self.batch_size)
-        for step, rows in enumerate(stepper.batches(order, pos.batch)):
-            batch += 1
-            stepper.step(pos.epoch, batch)
-            if progress:
-                bar.update(rows)
-                if step % PROGRESS_EVERY == 0:  # the one read-back per window
-                    total, seen = stepper.totals(pos.epoch)
-                    if seen:
-                        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-            if self.interrupted() or (self.every and batch % self.every == 0):
-                total, seen = stepper.totals(pos.epoch)
-                now = _Position(pos.epoch, batch, total, seen, pos.seconds + time.perf_counter() - clock)
-                if self.interrupted():
-                    bar.close()
-                    return now
-                if batch < last:  # the epoch-end checkpoint covers the last
-                    self.checkpoint(now)
-        total, seen = stepper.totals(pos.epoch)  # waits for the device, so the clock below is honest
-        self.backend.synchronize()
-        seconds = pos.seconds + time.perf_counter() - clock
-        bar.close()
-        mean = total / max(seen, 1)
-        if not math.isfinite(mean) or seen == 0:
-            raise DivergedError(f"training diverged: the mean loss of {desc} is {mean}; lower the learning rate")
-        return _Position(pos.epoch, batch, total, seen, seconds)
-
-
-def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                batch_size: int, order: Any, progress: bool = False, desc: str = "", graph: bool = False
-                ) -> tuple[float, float]:
-    """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds).
-    graph=True runs the step as a captured graph (see fit); its graphs are kept for the next call."""
-    with _labels_checked(loss):
-        end = _EpochRun(backend, model, loss, optimizer, x, y, batch_size, _Position(), "stop", History(), None, None,
-                        lambda: False, step_mode(backend, graph)).run(order, progress, desc or "epoch")
-    return end.loss_sum / end.seen, end.seconds
-
-
-def step_mode(backend: Backend, graph: bool | None) -> str:
-    """Which stepper: a captured graph where asked (None: wherever the backend can capture), else the
-    windowed device-side loop where reading a value waits for the device, else per-step checks."""
-    if graph is None:
-        graph = backend.supports_capture
-    if graph:
-        return "graph"
-    return "windowed" if backend.sync_costly else "checked"
-
-
 @contextmanager
 def _labels_checked(loss: Loss) -> Iterator[None]:
     """Turn off a loss's per-batch label check for the duration (fit has checked the whole set)."""
@@ -256,41 +233,4 @@ def _labels_checked(loss: Loss) -> Iterator[None]:
             loss.check_labels = before
 
 
-def _cb_state(cb: Any) -> dict[str, Any]:
-    return cb.state() if hasattr(cb, "state") else {}
-
-
-def _resume(checkpoints: Checkpoints, model: Module, optimizer: Optimizer, callbacks: list[Any], backend: Backend,
-            batches: int, seed: int, batch_size: int, epochs: int) -> tuple[History, _Position]:
-    def warn(message: str) -> None:
-        print(f"xpnet: {message}", file=sys.stderr)
-
-    meta = load_latest_checkpoint(checkpoints.directory, model, optimizer, warn)
-    if meta is None:
-        return History(), _Position()
-    warn(f"resuming from {meta['path']}")
-    state = meta.get("state", {})
-    for name, value in (("seed", seed), ("batch_size", batch_size)):
-        if state.get(name, value) != value:  # the shuffle order depends on both: resuming would not be exact
-            raise CheckpointError(f"{meta['path']}: the run was started with {name} {state[name]}, not {value}")
-    for cb, cb_state in zip(callbacks, state.get("callbacks", [])):
-        if cb_state and hasattr(cb, "load_state"):
-            cb.load_state(cb_state)
-    history = History(list(state.get("history", [])), bool(state.get("stopped_early", False)),
-                      int(state.get("skipped_steps", 0)))
-    epoch, batch = int(meta["epoch"]), int(meta.get("batch", batches))
-    if history.stopped_early:
-        return history, _Position(epochs + 1)  # early stopping had ended the run: nothing left to train
-    if batch >= batches:
-        return history, _Position(epoch + 1)
-    rng = state.get("rng") or {}
-    if rng.get("backend") == backend.name and rng.get("state") is not None:
-        backend.set_rng_state(rng["state"])
-    else:  # another backend's generator: dropout masks from here on differ from the original run's
-        warn(f"the checkpoint's random state is from backend {rng.get('backend')}; dropout will be reseeded")
-        backend.seed(seed * 1_000_003 + epoch)
-    return history, _Position(epoch, batch, float(state.get("loss_sum", 0.0)), int(state.get("seen", 0)),
-                              float(state.get("seconds", 0.0)))
-
-
-__all__ = ["History", "evaluate", "fit", "predict", "train_epoch", "train_step"]
+__all__ = ["FitOptions", "History", "evaluate", "fit", "predict", "train_epoch", "train_step"]

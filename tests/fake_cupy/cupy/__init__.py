@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import _capture
-from ._capture import CUDARuntimeError, Device, Event, Graph, MemoryPool, Stream, current_stream, get_elapsed_time
+from ._capture import CUDARuntimeError, Device, Graph, MemoryPool, Stream, current_stream
 from ._capture import using_allocator
 from ._ndarray import call as _call
 from ._ndarray import has_host_array as _has_host_array
@@ -143,14 +143,6 @@ def copyto(dst: ndarray, src: Any, casting: str = "same_kind", where: Any = True
                            [dst._a], "copyto")
 
 
-def get_array_module(*args: Any) -> types.ModuleType:
-    return _self if any(isinstance(a, ndarray) for a in args) else np
-
-
-def get_default_memory_pool() -> MemoryPool:
-    return MemoryPool()
-
-
 def get_current_stream(device_id: int | None = None) -> Stream:
     return current_stream(device_id)
 
@@ -168,15 +160,12 @@ def _properties(device: int) -> dict[str, Any]:
             "major": 9, "minor": 0}
 
 
+# Only what xpnet calls: anything else is an AttributeError, so new CuPy use shows here first.
 runtime = _module("cupy.cuda.runtime", getDeviceCount=lambda: _capture.S.device_count,
-                  getDevice=lambda: _capture.S.device, setDevice=lambda i: Device(i).use(),
-                  runtimeGetVersion=lambda: 12080, driverGetVersion=lambda: 12080,
-                  getDeviceProperties=_properties, memGetInfo=lambda: (70 << 30, 80 << 30),
-                  CUDARuntimeError=CUDARuntimeError, deviceSynchronize=lambda: Device().synchronize())
-cuda = _module("cupy.cuda", runtime=runtime, Device=Device, Stream=Stream, Event=Event, MemoryPool=MemoryPool,
-               PinnedMemoryPool=MemoryPool, get_current_stream=get_current_stream, using_allocator=using_allocator,
-               get_elapsed_time=get_elapsed_time, is_available=lambda: True, set_allocator=lambda a=None: None,
-               set_pinned_memory_allocator=lambda a=None: None)
+                  getDevice=lambda: _capture.S.device, runtimeGetVersion=lambda: 12080,
+                  driverGetVersion=lambda: 12080, getDeviceProperties=_properties, CUDARuntimeError=CUDARuntimeError)
+cuda = _module("cupy.cuda", runtime=runtime, Device=Device, Stream=Stream, MemoryPool=MemoryPool,
+               get_current_stream=get_current_stream, using_allocator=using_allocator)
 cuda.device = _module("cupy.cuda.device", Device=Device)
 cuda.graph = _module("cupy.cuda.graph", Graph=Graph)
 cuda.stream = _module("cupy.cuda.stream", Stream=Stream, get_current_stream=get_current_stream)
@@ -197,5 +186,5 @@ fft = _numpy_submodule("fft", np.fft)
 random = _module("cupy.random")  # xpnet draws dropout masks from its own Philox kernel, never cupy.random
 
 __all__: list[str] = []  # what `from cupy import *` (array_api_compat.cupy does it) takes
-__all__.extend(sorted(set(_exported) | _OWN | {"get_array_module", "bool_", "cuda", "linalg", "fft", "RawModule",
-                                          "RawKernel", "get_default_memory_pool", "get_current_stream"}))
+__all__.extend(sorted(set(_exported) | _OWN | {"bool_", "cuda", "linalg", "fft", "RawModule", "RawKernel",
+                                          "get_current_stream"}))

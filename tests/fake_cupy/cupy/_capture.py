@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -171,9 +170,6 @@ class Graph:
         for thunk in self.tape:
             thunk()
 
-    def upload(self, stream: Any = None) -> None:
-        pass
-
 
 class Stream:
     """cupy.cuda.Stream with begin_capture()/end_capture(); `with stream:` makes it current."""
@@ -240,15 +236,6 @@ class MemoryPool:
     def malloc(self, size: int) -> int:
         return size
 
-    def free_all_blocks(self) -> None:
-        pass
-
-    def used_bytes(self) -> int:
-        return 0
-
-    def total_bytes(self) -> int:
-        return 0
-
 
 @contextlib.contextmanager
 def using_allocator(allocator: Any = None) -> Iterator[None]:
@@ -257,25 +244,3 @@ def using_allocator(allocator: Any = None) -> Iterator[None]:
         yield
     finally:
         S.allocator = prev
-
-
-class Event:
-    """cupy.cuda.Event timing host time (the fake runs synchronously, so that is the device time)."""
-
-    def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False) -> None:
-        self.t: float | None = None
-
-    def record(self, stream: Any = None) -> None:
-        self.t = time.perf_counter()
-
-    def synchronize(self) -> None:
-        pass
-
-    @property
-    def done(self) -> bool:
-        return True
-
-
-def get_elapsed_time(start: Event, end: Event) -> float:
-    assert start.t is not None and end.t is not None, "both events must be recorded"
-    return (end.t - start.t) * 1000.0

@@ -1,4 +1,4 @@
-"""cupy.RawModule / RawKernel: the CUDA C source built for the host by g++ (_kbuild), every launch checked
+"""cupy.RawModule / RawKernel: the CUDA C source built for the host by g++ (host_cuda), every launch checked
 against the kernel's C signature the way CuPy marshals arguments.
 
 CuPy passes a Python int as a 64-bit integer, a Python float as a double and a NumPy scalar with its own
@@ -10,16 +10,11 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+import host_cuda
 import numpy as np
 
 from . import _capture as cap
-from . import _kbuild
 from ._ndarray import ndarray
-
-_CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "long long": ctypes.c_longlong, "int": ctypes.c_int,
-           "unsigned int": ctypes.c_uint, "short": ctypes.c_short, "bool": ctypes.c_bool,
-           "unsigned long long": ctypes.c_ulonglong, "char": ctypes.c_byte}
-
 
 def _check_dims(name: str, grid: Any, block: Any) -> None:
     for dims in (grid, block):
@@ -32,7 +27,7 @@ def _check_dims(name: str, grid: Any, block: Any) -> None:
         raise ValueError(f"{name}: block {block} has more than 1024 threads (CUDA_ERROR_INVALID_VALUE)")
 
 
-def _check_scalar(kernel: str, value: Any, param: _kbuild.Param) -> None:
+def _check_scalar(kernel: str, value: Any, param: host_cuda.Param) -> None:
     """Flag a scalar that CuPy would pass with another size than the kernel's parameter."""
     want = param.dtype
     if isinstance(value, np.generic):
@@ -52,9 +47,8 @@ def _check_scalar(kernel: str, value: Any, param: _kbuild.Param) -> None:
 class RawKernel:
     """One kernel of a RawModule; calling it launches it on the current stream (or records it in a capture)."""
 
-    def __init__(self, lib: ctypes.CDLL, params: list[_kbuild.Param], name: str) -> None:
-        self.name, self.params = name, params
-        self.fn = getattr(lib, _kbuild.entry_point(name))
+    def __init__(self, lib: ctypes.CDLL, params: list[host_cuda.Param], name: str) -> None:
+        self.name, self.params, self.lib = name, params, lib
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple[Any, ...], shared_mem: int = 0,
                  stream: Any = None, enable_cooperative_groups: bool = False) -> None:
@@ -65,7 +59,7 @@ class RawKernel:
         if len(args) != len(self.params):
             raise TypeError(f"{name}: {len(args)} arguments for the parameters {[p.name for p in self.params]}")
         written: list[np.ndarray] = []
-        converted: list[tuple[str, Any]] = []
+        values: list[Any] = []  # device arrays (addresses read at each run, as a replay does), None, scalars
         for value, p in zip(args, self.params):
             if isinstance(value, np.ndarray):
                 raise TypeError(f"{name}: a NumPy array for {p.name} (CuPy refuses host arrays)")
@@ -77,40 +71,33 @@ class RawKernel:
                         cap.PROBLEMS.append(f"KERNEL {name}: a {value.dtype} array for {p.type}* {p.name}")
                     if not p.const:
                         written.append(value._a)
-                    converted.append(("array", value))
+                    values.append(value)
                 elif isinstance(value, np.uint64) and int(value) == 0:
-                    converted.append(("null", None))  # the kernels' "no pointer" (an optional gate)
+                    values.append(None)  # the kernels' "no pointer" (an optional gate)
                 else:
                     raise TypeError(f"{name}: {type(value).__name__} {value!r} for the pointer {p.name}")
             else:
                 if isinstance(value, ndarray):
                     raise TypeError(f"{name}: an array for the scalar {p.type} {p.name}")
                 _check_scalar(name, value, p)
-                converted.append(("scalar", _CTYPES[p.type](value.item() if isinstance(value, np.generic)
-                                                             else value)))
+                values.append(value)
 
-        def launch() -> None:  # addresses read at every run: a replay sees the buffers as they are then
-            cargs: list[Any] = [ctypes.c_uint(int(grid[0])), ctypes.c_uint(int(block[0]))]
-            for kind, v in converted:
-                if kind == "array":
-                    cargs.append(ctypes.c_void_p(v._a.ctypes.data))
-                elif kind == "null":
-                    cargs.append(ctypes.c_void_p(0))
-                else:
-                    cargs.append(v)
-            self.fn(*cargs)
+        def launch() -> None:
+            host_cuda.run(self.lib, name, self.params, int(grid[0]), int(block[0]),
+                          [v._a if isinstance(v, ndarray) else v for v in values])
 
         cap.STATS["launches"] += 1
         cap.run_or_record(launch, written, f"kernel {name}")
 
 
-def _philox_words(name: str, value: ndarray, p: _kbuild.Param) -> bool:
+def _philox_words(name: str, value: ndarray, p: host_cuda.Param) -> bool:
     """xpnet's Philox kernels read their uint64 counter as two 32-bit words, on purpose."""
     return name.startswith("xpnet_philox") and value.dtype == np.uint64 and p.dtype == "uint32"
 
 
 class RawModule:
-    """cupy.RawModule(code=..., options=...), built by g++ when constructed (options are NVRTC's: unused)."""
+    """cupy.RawModule(code=..., options=...), built by g++ when constructed (of NVRTC's options, only whether
+    they turn fused multiply-adds off is checked: the host build never fuses)."""
 
     def __init__(self, code: str | None = None, path: str | None = None, options: tuple[str, ...] = (),
                  backend: str = "nvrtc", translate_cucomplex: bool = False, enable_cooperative_groups: bool = False,
@@ -121,8 +108,10 @@ class RawModule:
             cap.PROBLEMS.append("RawModule built during capture (compiling and loading a module)")
         if not isinstance(options, tuple):
             cap.PROBLEMS.append(f"RawModule options not a tuple: {options!r}")  # CuPy requires a tuple
+        if "--fmad=false" not in options:  # the host build never fuses (-ffp-contract=off); the GPU then would
+            cap.PROBLEMS.append(f"RawModule compiled without --fmad=false: {options!r}")
         self.options = options
-        self.lib, self.signatures = _kbuild.build(code)
+        self.lib, self.signatures = host_cuda.build(code)
         self._fetched: set[str] = set()
 
     def get_function(self, name: str) -> RawKernel:

@@ -56,7 +56,7 @@ class CupyBackend(Backend):
                     "cuda_driver": str(cupy.cuda.runtime.driverGetVersion())}
         super().__init__(xp_cupy, dev, versions)
         _register_kernels()
-        # Dropout masks come from Philox keyed by the seed at a device call counter (cupy_philox), not
+        # Dropout masks come from Philox keyed by the seed at a device call counter (philox.py), not
         # from cuRAND: the counter advances on the device, so a captured graph draws new masks per replay.
         # The key and the counter live on the device: reseeding writes into them, so a captured graph sees it.
         self._seed = 0

@@ -35,75 +35,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from xpnet.backends.ops import register
-
-NAMESPACE = "array_api_compat.cupy"  # array_api_compat.array_namespace(cupy array).__name__
+from xpnet.backends.cupy.gemm_plan import _operand, gemm_plan
+from xpnet.backends.cupy.launch import NAMESPACE
+from xpnet.backends.ops import MATMUL, register
 
 WORKSPACE_BYTES = 32 << 20  # cuBLAS guide's recommended workspace for Hopper; smaller GPUs need less
-OP_N, OP_T = 0, 1  # cublasOperation_t
 POINTER_MODE_HOST = 0  # cublasPointerMode_t
-_INT_MAX = 2**31 - 1  # the _v2 GEMMs take 32-bit int sizes and leading dimensions
-
-
-# --------------------------------------------------------------------------------------------------------
-# The layout plan: pure, so it is tested on CPU against a NumPy emulation of column-major GEMM.
-
-
-@dataclass(frozen=True)
-class GemmPlan:
-    """One column-major call cublas?gemm(transa, transb, m, n, k, 1, B, lda, A, ldb, 0, C, ldc) computing
-    the row-major C = A @ B, read as C^T = B^T A^T: cuBLAS's first operand is the caller's `b`, its second
-    the caller's `a`, each passed by the address of its [0, 0] element; C is C-contiguous (m_rows, n_cols)."""
-
-    transa: int  # op on cuBLAS's first operand, the caller's b
-    transb: int  # op on cuBLAS's second operand, the caller's a
-    m: int  # rows of C^T: the caller's n
-    n: int  # columns of C^T: the caller's m
-    k: int
-    lda: int  # leading dimension of b's buffer
-    ldb: int  # leading dimension of a's buffer
-    ldc: int
-
-
-def _operand(rows: int, cols: int, s_rows: int, s_cols: int, itemsize: int) -> tuple[int, int] | None:
-    """(op, ld) presenting the row-major (rows, cols) operand to cuBLAS as its transpose (cols, rows), or None.
-
-    Row-major with unit column stride is, read column-major with ld = row stride, the (cols, rows) transpose
-    itself: op N. Unit row stride (a transposed view such as x.mT) is, with ld = column stride, the matrix
-    (rows, cols) column-major: op T. The stride of a size-1 dimension is never stepped, so any value is fine
-    there and its ld is set to the smallest legal one."""
-    if rows == 0 or cols == 0:
-        return OP_N, max(1, cols)  # nothing is read
-    if s_rows % itemsize or s_cols % itemsize:
-        return None
-    s_rows, s_cols = s_rows // itemsize, s_cols // itemsize
-    # op N: column-major (cols, rows) with ld = s_rows; needs unit stride along cols and ld >= cols.
-    if cols <= 1 or s_cols == 1:
-        ld = max(1, cols) if rows <= 1 else s_rows
-        if max(1, cols) <= ld <= _INT_MAX:
-            return OP_N, ld
-    # op T: column-major (rows, cols) with ld = s_cols; needs unit stride along rows and ld >= rows.
-    if rows <= 1 or s_rows == 1:
-        ld = max(1, rows) if cols <= 1 else s_cols
-        if max(1, rows) <= ld <= _INT_MAX:
-            return OP_T, ld
-    return None  # neither dimension has unit stride, or strides are negative, zero (broadcast) or overlapping
-
-
-def gemm_plan(shape_a: tuple[int, ...], strides_a: tuple[int, ...], shape_b: tuple[int, ...],
-              strides_b: tuple[int, ...], itemsize: int) -> GemmPlan | None:
-    """The cuBLAS call for C = A @ B (A: (m, k), B: (k, n), strides in bytes as NumPy/CuPy give them, C a
-    C-contiguous (m, n) output), or None when an operand must be made contiguous first."""
-    (m, k), (k2, n) = shape_a, shape_b
-    if k != k2:
-        raise ValueError(f"matmul shapes {tuple(shape_a)} and {tuple(shape_b)} do not match")
-    if max(m, n, k) > _INT_MAX:
-        raise ValueError(f"matmul dimension over 2**31-1: {tuple(shape_a)} @ {tuple(shape_b)}")
-    b_op = _operand(k, n, strides_b[0], strides_b[1], itemsize)
-    a_op = _operand(m, k, strides_a[0], strides_a[1], itemsize)
-    if a_op is None or b_op is None:
-        return None
-    return GemmPlan(transa=b_op[0], transb=a_op[0], m=n, n=m, k=k, lda=b_op[1], ldb=a_op[1], ldc=max(1, n))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -296,27 +233,13 @@ def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
     CuPy kernel)."""
     import cupy
 
-    if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"gemm takes 2-D arrays, got {a.ndim}-D and {b.ndim}-D")
-    if a.dtype != b.dtype or a.dtype not in (cupy.float32, cupy.float64):
-        raise TypeError(f"gemm takes two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
-    (m, k), n = a.shape, b.shape[1]
-    if b.shape[0] != k:
-        raise ValueError(f"matmul shapes {a.shape} and {b.shape} do not match")
-    device = a.device
-    if b.device != device:
-        raise ValueError(f"gemm operands on different devices: {a.device} and {b.device}")
+    _check_operands(a, b)
+    (m, k), n, device = a.shape, b.shape[1], a.device
     with device:
         key = (os.getpid(), device.id)
         if key not in _contexts:  # first: during capture this raises before anything is recorded
             prepare(device.id)
-        if out is None:
-            out = cupy.empty((m, n), dtype=a.dtype)
-        else:
-            if out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous or out.device != device:
-                raise ValueError(f"out must be a C-contiguous {a.dtype} array of shape {(m, n)} on {device}")
-            if out.size and any(x.size and _overlap(_span(x), _span(out)) for x in (a, b)):
-                raise ValueError("gemm's out overlaps an input; cuBLAS needs C apart from A and B")
+        out = cupy.empty((m, n), dtype=a.dtype) if out is None else _checked_out(out, a, b, (m, n))
         if out.size == 0:
             return out
         if k == 0:  # an empty sum; cuBLAS would be handed zero-size operands, so fill directly
@@ -328,21 +251,45 @@ def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
             a = cupy.ascontiguousarray(a)
         if _operand(k, n, b.strides[0], b.strides[1], b.itemsize) is None:
             b = cupy.ascontiguousarray(b)
-        plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
-        assert plan is not None, (a.strides, b.strides)
-        ctx, lib = _contexts[key], library()
-        call = lib.cublasSgemm_v2 if a.itemsize == 4 else lib.cublasDgemm_v2
-        one, zero = ctypes.byref(_ONE[a.itemsize]), ctypes.byref(_ZERO[a.itemsize])
-        stream = cupy.cuda.get_current_stream().ptr
-        with _lock:  # the three calls share the handle's state: keep other threads' calls out of between
-            _check(lib.cublasSetStream_v2(ctx.handle, stream), "cublasSetStream")
-            # cublasSetStream just reset the workspace to cuBLAS's pool: give ours back before the GEMM.
-            _check(lib.cublasSetWorkspace_v2(ctx.handle, ctx.workspace.data.ptr, WORKSPACE_BYTES),
-                   "cublasSetWorkspace")
-            _check(call(ctx.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, one, b.data.ptr,
-                        plan.lda, a.data.ptr, plan.ldb, zero, out.data.ptr, plan.ldc),
-                   "cublasSgemm" if a.itemsize == 4 else "cublasDgemm")
+        _call(_contexts[key], a, b, out, cupy.cuda.get_current_stream().ptr)
     return out
+
+
+def _check_operands(a: Any, b: Any) -> None:
+    import cupy
+
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"gemm takes 2-D arrays, got {a.ndim}-D and {b.ndim}-D")
+    if a.dtype != b.dtype or a.dtype not in (cupy.float32, cupy.float64):
+        raise TypeError(f"gemm takes two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
+    if b.shape[0] != a.shape[1]:
+        raise ValueError(f"matmul shapes {a.shape} and {b.shape} do not match")
+    if b.device != a.device:
+        raise ValueError(f"gemm operands on different devices: {a.device} and {b.device}")
+
+
+def _checked_out(out: Any, a: Any, b: Any, shape: tuple[int, int]) -> Any:
+    if out.shape != shape or out.dtype != a.dtype or not out.flags.c_contiguous or out.device != a.device:
+        raise ValueError(f"out must be a C-contiguous {a.dtype} array of shape {shape} on {a.device}")
+    if out.size and any(x.size and _overlap(_span(x), _span(out)) for x in (a, b)):
+        raise ValueError("gemm's out overlaps an input; cuBLAS needs C apart from A and B")
+    return out
+
+
+def _call(ctx: _Context, a: Any, b: Any, out: Any, stream: int) -> None:
+    """The cuBLAS GEMM itself, on `stream`, with this module's workspace."""
+    plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
+    assert plan is not None, (a.strides, b.strides)
+    lib = library()
+    call = lib.cublasSgemm_v2 if a.itemsize == 4 else lib.cublasDgemm_v2
+    one, zero = ctypes.byref(_ONE[a.itemsize]), ctypes.byref(_ZERO[a.itemsize])
+    with _lock:  # the three calls share the handle's state: keep other threads' calls out of between
+        _check(lib.cublasSetStream_v2(ctx.handle, stream), "cublasSetStream")
+        # cublasSetStream just reset the workspace to cuBLAS's pool: give ours back before the GEMM.
+        _check(lib.cublasSetWorkspace_v2(ctx.handle, ctx.workspace.data.ptr, WORKSPACE_BYTES), "cublasSetWorkspace")
+        _check(call(ctx.handle, plan.transa, plan.transb, plan.m, plan.n, plan.k, one, b.data.ptr,
+                    plan.lda, a.data.ptr, plan.ldb, zero, out.data.ptr, plan.ldc),
+               "cublasSgemm" if a.itemsize == 4 else "cublasDgemm")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -362,4 +309,4 @@ def matmul(a: Any, b: Any) -> Any:
 
 
 def register_all() -> None:
-    register(NAMESPACE, "matmul", matmul)
+    register(NAMESPACE, MATMUL, matmul)

@@ -17,13 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.ops import register
+from xpnet.backends.ops import MAX_POOL2D, MAX_POOL2D_BACKWARD, out_size, register
 
 NAMESPACE = "array_api_compat.numpy"
-
-
-def _out(size: int, k: int, stride: int) -> int:
-    return (size - k) // stride + 1
 
 
 def _windows(x: np.ndarray, k: int, stride: int, ho: int, wo: int) -> list[np.ndarray]:
@@ -39,7 +35,7 @@ def _zeros_like_layout(shape: tuple[int, ...], order: tuple[int, ...], dtype: An
 def max_pool2d(xp: Any, x: np.ndarray, k: int, stride: int) -> tuple[np.ndarray, Any]:
     """(y, saved) as core.pool.max_pool2d: the first maximum of each window, and which one it was."""
     n, c, h, w = x.shape
-    ho, wo = _out(h, k, stride), _out(w, k, stride)
+    ho, wo = out_size(h, k, stride), out_size(w, k, stride)
     parts = _windows(x, k, stride, ho, wo)
     best = np.array(parts[0], order="K")
     index = np.zeros_like(best, dtype=np.int16)
@@ -66,5 +62,5 @@ def max_pool2d_backward(xp: Any, dy: np.ndarray, saved: Any, k: int, stride: int
 
 
 def register_all() -> None:
-    register(NAMESPACE, "max_pool2d", max_pool2d)
-    register(NAMESPACE, "max_pool2d_backward", max_pool2d_backward)
+    register(NAMESPACE, MAX_POOL2D, max_pool2d)
+    register(NAMESPACE, MAX_POOL2D_BACKWARD, max_pool2d_backward)

@@ -1,6 +1,6 @@
 """NumPy's fast kernels: the same maths as core's Array API reference, with `out=` and fewer passes.
 
-Registered by the numpy backend; each is tested equal to its reference (tests/test_kernels.py).
+Registered by the numpy backend; each is tested equal to its reference (tests/test_fast_kernels.py).
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet.backends.ops import register
+from xpnet.backends.ops import ADAM_UPDATE, CONCAT_INTO, SOFTMAX_CROSS_ENTROPY_LABELS, register
 
 NAMESPACE = "array_api_compat.numpy"
 
@@ -72,6 +72,6 @@ def _rows(n: int) -> np.ndarray:
 
 
 def register_all() -> None:
-    register(NAMESPACE, "concat_into", concat_into)
-    register(NAMESPACE, "adam_update", adam_update)
-    register(NAMESPACE, "softmax_cross_entropy_labels", softmax_cross_entropy_labels)
+    register(NAMESPACE, CONCAT_INTO, concat_into)
+    register(NAMESPACE, ADAM_UPDATE, adam_update)
+    register(NAMESPACE, SOFTMAX_CROSS_ENTROPY_LABELS, softmax_cross_entropy_labels)

@@ -1,5 +1,9 @@
-"""Host builds of CUDA C kernel sources: g++ compiles the RawModule source with a prelude that defines the
-CUDA built-ins, and each `extern "C" __global__` kernel gets an entry point that runs its grid.
+"""Host builds of CUDA C kernel sources, the one CUDA-on-CPU builder of the tests: g++ compiles the source
+with a prelude that defines the CUDA built-ins, and each `extern "C" __global__` kernel gets an entry point
+`xl_<kernel>(grid, block, <the kernel's parameters>)` that runs its whole grid.
+
+Used by the fake CuPy's RawModule and, loaded by file path (never as part of the fake `cupy` package), by the
+kernel tests that run in the main pytest process. It imports nothing but the standard library.
 
 Threads run one after another (blockIdx/threadIdx set before each), except in kernels that use
 __syncthreads or __shfl_xor_sync: there every thread of a block is a fiber (ucontext) on this one OS
@@ -21,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
+from typing import Any
 
 PARSE_VERSION = "1"  # part of the signature cache's key: bump it when parse() or Param changes
 CXX_FLAGS = ["-O1", "-std=c++17", "-ffp-contract=off", "-fPIC", "-shared"]  # fp-contract off: --fmad=false
@@ -119,6 +124,9 @@ template <typename F> static void xl_launch(unsigned grid, unsigned block, F f) 
 }
 """
 
+CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "long long": ctypes.c_longlong, "int": ctypes.c_int,
+          "unsigned int": ctypes.c_uint, "short": ctypes.c_short, "bool": ctypes.c_bool,
+          "unsigned long long": ctypes.c_ulonglong, "char": ctypes.c_byte}
 _SCALAR = {"float": "float32", "double": "float64", "long long": "int64", "int": "int32", "unsigned int": "uint32",
            "short": "int16", "bool": "bool", "unsigned long long": "uint64", "void": None, "char": "int8"}
 
@@ -137,6 +145,18 @@ class Param:
 def entry_point(kernel: str) -> str:
     """The host function that runs a whole grid of `kernel`: (grid, block, the kernel's parameters)."""
     return f"xl_{kernel}"
+
+
+def run(lib: ctypes.CDLL, name: str, params: list[Param], grid: int, block: int, args: list[Any]) -> None:
+    """Run kernel `name` over grid x block threads. `args` as the kernel's parameters: NumPy arrays by address,
+    None for a null pointer, scalars converted to the parameter's C type (checking them is the caller's job)."""
+    cargs: list[Any] = [ctypes.c_uint(grid), ctypes.c_uint(block)]
+    for p, v in zip(params, args, strict=True):
+        if p.pointer:
+            cargs.append(ctypes.c_void_p(None if v is None else v.ctypes.data))
+        else:
+            cargs.append(CTYPES[p.type](v.item() if hasattr(v, "item") else v))
+    getattr(lib, entry_point(name))(*cargs)
 
 
 def cache_dir() -> str:
