@@ -20,8 +20,8 @@ SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 LOGS=$(mktemp -d)  # step logs, packed into $OUT/logs.tgz after every step
 FAILED=0
-GPU_FILES="tests/test_cupy_kernels.py tests/test_cupy_graph.py tests/test_cupy_guard.py tests/test_cupy_conv.py
-           tests/test_cuda_blas.py tests/test_bench_gpu.py"
+GPU_FILES="tests/backends/test_cupy_kernels.py tests/training/test_cupy_graph.py tests/backends/test_cupy_guard.py tests/backends/test_cupy_conv.py
+           tests/backends/test_cuda_blas.py tests/bench/test_bench_gpu.py"
 
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 report() { "$PY" tools/gpu_report.py "$@" | tee -a "$SUMMARY"; }  # summary lines from a step's result file
@@ -108,7 +108,7 @@ if wanted tests-gpu; then
 fi
 if wanted tests-params; then
     ignores=()
-    for f in $GPU_FILES tests/test_cupy_on_fake.py; do ignores+=(--ignore "$f"); done
+    for f in $GPU_FILES tests/backends/test_cupy_on_fake.py; do ignores+=(--ignore "$f"); done
     step tests-params 55 "${PYTEST[@]}" -k "cupy or cuda or gpu or torch" --junitxml="$OUT/junit-params.xml" \
         "${ignores[@]}" tests benchmarks
     report junit "$OUT/junit-params.xml" "$LOGS/tests-params.log"

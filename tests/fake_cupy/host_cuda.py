@@ -11,7 +11,7 @@ thread, switched at each barrier, so warp shuffles and __shared__ reductions giv
 barrier that some thread never reaches aborts the process ("deadlock") instead of hanging. Fibers rather
 than OS threads: 256 OS threads per block and launch made the same scenarios about 4x slower (38 s vs 10 s).
 
-Builds are cached by content in $XPNET_FAKE_CUPY_CACHE (tests/test_cupy_on_fake.py points it into the
+Builds are cached by content in $XPNET_FAKE_CUPY_CACHE (tests/backends/test_cupy_on_fake.py points it into the
 pytest cache), a temporary folder otherwise.
 """
 from __future__ import annotations

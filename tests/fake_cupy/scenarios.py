@@ -2,7 +2,7 @@
 
 Each scenario trains through xpnet's public API on the fake and returns the numbers to check; the last line
 of stdout is `RESULT <json>`: those numbers plus what the fake saw (GEMMs, captures, replays, and the
-violations and problems that must stay empty). tests/test_cupy_on_fake.py runs this and asserts on them.
+violations and problems that must stay empty). tests/backends/test_cupy_on_fake.py runs this and asserts on them.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ What it does NOT model:
     CuPy's API beyond what xpnet calls.
 
 It must never be importable as `cupy` in the main pytest process (tests decide GPU skips by whether cupy
-imports): tests/test_cupy_on_fake.py runs it in subprocesses with tests/fake_cupy first on sys.path.
+imports): tests/backends/test_cupy_on_fake.py runs it in subprocesses with tests/fake_cupy first on sys.path.
 """
 from __future__ import annotations
 

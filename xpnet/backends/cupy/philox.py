@@ -3,7 +3,7 @@
 Counter-based, so safe inside CUDA-graph capture (cuRAND's generators are not): `philox_uniform` reads its
 call counter from a device array and a second launch advances it, so every replay of a captured graph
 draws new numbers. Call it once before capture so that compilation happens outside the graph.
-`philox_uniform_numpy` is the host mirror (tests/test_philox.py checks it against Random123's known
+`philox_uniform_numpy` is the host mirror (tests/backends/test_philox.py checks it against Random123's known
 answers). The CUDA source is philox.cu beside this file. Importing this module needs neither CuPy nor a GPU
 (tools/check_cuda_sources.py compiles CUDA_SOURCES without one); CuPy is imported inside the functions.
 """

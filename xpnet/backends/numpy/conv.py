@@ -9,7 +9,7 @@ and backward + the ReLU backward after it 3.9 -> 0.8 ms on the 6x28x28 maps; a t
 Not kept: sliding_window_view/preallocated-buffer im2col and col2im kernels. Against the reference in the
 same (C, H, W, N) layout they saved 2-15% on the op and nothing measurable on a training step: both are
 one pass of copies at memory speed either way. Each kept kernel is tested equal to its reference
-(tests/test_conv_layers.py).
+(tests/core/test_conv_layers.py).
 """
 from __future__ import annotations
 

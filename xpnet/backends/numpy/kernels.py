@@ -1,6 +1,6 @@
 """NumPy's fast kernels: the same maths as core's Array API reference, with `out=` and fewer passes.
 
-Registered by the numpy backend; each is tested equal to its reference (tests/test_fast_kernels.py).
+Registered by the numpy backend; each is tested equal to its reference (tests/backends/test_fast_kernels.py).
 """
 from __future__ import annotations
 

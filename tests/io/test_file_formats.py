@@ -1,7 +1,7 @@
 """Files written by an earlier xpnet (before the training loop was reorganised) still load, and a run resumed
 from such a checkpoint ends with the weights that earlier run ended with: the formats did not change.
 
-tests/data was written by xpnet 0.1.0 as it stood before that change: a 5-8-3 ReLU MLP with dropout, Adam,
+tests/files was written by xpnet 0.1.0 as it stood before that change: a 5-8-3 ReLU MLP with dropout, Adam,
 64 rows in batches of 16, seed 5, checkpoints every 3 steps; the model after 2 epochs, the checkpoint after
 epoch 1, batch 3, and the final weights as .npz."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import xpnet as xn
 from xpnet.models.mlp import mlp
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "files"
 
 
 def _final() -> dict[str, np.ndarray]:

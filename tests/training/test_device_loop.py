@@ -1,7 +1,7 @@
 """The GPU training loop, checked on every backend here: the windowed stepper (loss sums and NaN checks on
 the device, read once per window) and graph mode (the step over fixed buffers, replayed) compute what the
 per-step checked loop computes. On a CPU the graph 'replay' runs the same step eagerly; on CuPy it is a
-captured CUDA graph (tests/test_cupy_graph.py)."""
+captured CUDA graph (tests/training/test_cupy_graph.py)."""
 from __future__ import annotations
 
 import numpy as np

@@ -22,7 +22,7 @@ from xpnet.data import mnist, pickled
 from xpnet.data.pickled import RestrictedUnpickler, restricted_loads
 from xpnet.errors import DataError
 
-SHARED = Path(os.environ.get("XPNET_TEST_MNIST") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+SHARED = Path(os.environ.get("XPNET_TEST_MNIST") or Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
 GZ_NAMES = [spec.gz_name for spec in mnist.FILES]
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -14,7 +14,7 @@ import xpnet as xn
 from xpnet.io import Checkpoints, checkpoint_files
 from xpnet.io.safetensors_file import read_safetensors
 
-SCRIPT = Path(__file__).parent / "helpers" / "resumable_run.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "resumable_run.py"
 
 
 def _start(directory: Path, result: Path, mode: str = "normal") -> subprocess.Popen:

@@ -20,7 +20,7 @@ from xpnet.core.module import Parameter
 from xpnet.training.history import History
 from xpnet.training.state import DeviceState
 
-HOST_CUDA = Path(__file__).resolve().parent / "fake_cupy" / "host_cuda.py"
+HOST_CUDA = Path(__file__).resolve().parents[1] / "fake_cupy" / "host_cuda.py"
 LOSSES = [0.5, 0.25, float("nan"), 1.0, float("inf"), 2.0, 0.125]
 
 

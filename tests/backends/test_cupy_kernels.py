@@ -2,7 +2,7 @@
 scalars and the gate behave as CUDA-graph mode needs; philox_uniform (backends/cupy/philox.py) equals its
 NumPy mirror bit for bit.
 
-Skipped without a CUDA device; tests/test_philox.py checks the Philox mirror on the CPU.
+Skipped without a CUDA device; tests/backends/test_philox.py checks the Philox mirror on the CPU.
 """
 from __future__ import annotations
 

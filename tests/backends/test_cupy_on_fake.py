@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-FAKE = Path(__file__).resolve().parent / "fake_cupy"
+FAKE = Path(__file__).resolve().parents[1] / "fake_cupy"
 ROOT = FAKE.parents[1]
 DIVERGED_AT = "epoch 1, batch 3 (optimizer step 3)"  # on_nan's poisoned batch
 

@@ -1,6 +1,6 @@
 """The host mirror of the CUDA Philox4x32-10 generator: Random123's known answers, layout, uniformity.
 
-Runs on the CPU (no CuPy needed); tests/test_cupy_kernels.py checks the device against this mirror bit
+Runs on the CPU (no CuPy needed); tests/backends/test_cupy_kernels.py checks the device against this mirror bit
 for bit.
 """
 from __future__ import annotations

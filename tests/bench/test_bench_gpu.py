@@ -1,6 +1,6 @@
 """The CUDA contenders of `xpnet bench`, each for a tiny epoch or two on the GPU, and what they train checked
 against the eager reference. Skipped cleanly without a CUDA GPU (their CPU-checkable parts are in
-tests/test_bench.py and tests/test_cli_graph.py)."""
+tests/bench/test_bench.py and tests/cli/test_cli_graph.py)."""
 from __future__ import annotations
 
 import importlib.util

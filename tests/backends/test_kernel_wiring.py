@@ -1,6 +1,6 @@
 """The kernel table and its wiring. Every op a backend registers is named in the table (a misspelt name
 is refused), and the layers call a backend's fused kernels where one is registered (CuPy registers them; see
-tests/test_cupy_kernels.py for their maths). Here NumPy stand-ins with the same contracts are registered
+tests/backends/test_cupy_kernels.py for their maths). Here NumPy stand-ins with the same contracts are registered
 for the NumPy namespace, to check the wiring on any machine: same results, and each kernel really ran."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from xpnet.backends import ops as kernels
 from xpnet.backends.host import host_namespace
 
 XP = host_namespace()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CUPY_OPS = {"matmul", "concat_into", "sgd_update", "adam_update", "softmax_cross_entropy_labels", "relu_forward",
             "bias_relu_forward", "sigmoid_backward", "tanh_backward", "philox_uniform", "im2col", "col2im",
             "max_pool2d", "max_pool2d_backward", "guard_watch"}

@@ -40,7 +40,7 @@ from xpnet.backends.host import host_namespace
 from xpnet.core import conv, pool
 
 XP = host_namespace()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "fake_cupy"
 needs_gpu = pytest.mark.skipif(not cuda_device_present(), reason="needs a CUDA GPU")
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the kernels for the host")
