@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,11 +57,26 @@ def backend(request):
     return _make(request.param)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST files beside the checkout; a missing copy fails the test rather than skipping it."""
     assert (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), f"real MNIST is missing at {SHARED_MNIST}"
     return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def mpiexec() -> Path:
+    """The mpiexec beside this Python (the [mpi] extra: mpi4py and MPICH's wheel). Missing: the test skips,
+    except in CI, which installs the extra, where it fails."""
+    path = Path(sys.executable).with_name("mpiexec")
+    missing = "" if path.exists() else f"no mpiexec beside {sys.executable}"
+    if importlib.util.find_spec("mpi4py") is None:
+        missing = "mpi4py is not installed"
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"CI installs the [mpi] extra, yet {missing}", pytrace=False)
+    if missing:
+        pytest.skip(f'{missing}: pip install -e ".[mpi]"')
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,9 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_import_xpnet_loads_neither_cupy_nor_torch():
-    code = "import sys, xpnet, xpnet.cli; print(sorted(m for m in ('cupy', 'torch', 'jax') if m in sys.modules))"
+def test_import_xpnet_loads_neither_cupy_nor_torch_nor_mpi4py():
+    code = ("import sys, xpnet, xpnet.cli, xpnet.distributed; "
+            "print(sorted(m for m in ('cupy', 'torch', 'jax', 'mpi4py') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

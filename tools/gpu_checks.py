@@ -1,7 +1,8 @@
-"""The first two steps of tools/gpu_verify.sh: what the GPU machine has, and a smoke test of the CuPy path.
+"""Steps of tools/gpu_verify.sh: what the GPU machine has, a smoke test of the CuPy path, one NCCL rank.
 
     python tools/gpu_checks.py env     # GPU, driver, CUDA, versions, the cuBLAS/NVRTC actually loaded, a C compiler
     python tools/gpu_checks.py smoke   # ctypes GEMM == CuPy matmul; a captured GEMM replays; graph fit == eager fit
+    python tools/gpu_checks.py nccl    # a 1-rank NCCL allreduce, eager and captured; data-parallel fit through it
 
 Each prints `key: value` lines (gpu_verify.sh copies them into summary.txt) and exits non-zero on a failed
 check; `env` exits 3 when there is no CUDA device, so the run stops there.
@@ -141,5 +142,71 @@ def smoke() -> int:
     return 0 if ok else 1
 
 
+def nccl() -> int:
+    """One NCCL rank (one GPU allows one): the allreduce eager and inside a captured graph, and fit through it,
+    graph and eager, against the same fit without a communicator (one rank's sum changes no bit)."""
+    import cupy
+    from cupy.cuda import nccl as cuda_nccl
+
+    from xpnet.distributed import Communicator, NcclCommunicator
+
+    say("nccl version", cuda_nccl.get_version())
+    host = Communicator()
+    try:  # MPI bootstraps NCCL where mpi4py is installed; one process needs no bootstrap
+        from xpnet.distributed import mpi
+
+        host = mpi()
+    except Exception as exc:
+        say("mpi4py", f"not used ({type(exc).__name__}: {exc})")
+    comm = NcclCommunicator(host)
+    say("communicator", comm.describe())
+    buf = cupy.arange(8, dtype=cupy.float32)
+    comm.allreduce(buf)
+    ok = check("allreduce, eager", bool((buf == cupy.arange(8, dtype=cupy.float32)).all()), "1 rank: unchanged")
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            comm.allreduce(buf)
+            buf *= 2
+        finally:
+            graph = stream.end_capture()
+        graph.launch(stream=stream)
+        graph.launch(stream=stream)
+        stream.synchronize()
+    ok &= check("allreduce captured, replayed twice", float(buf[3]) == 12.0, f"buf[3] = {float(buf[3])} (want 12)")
+    for graph_mode in (True, False):
+        alone, through, detail = _fit_pair(comm, graph_mode)
+        ok &= check(f"data-parallel fit through NCCL == fit alone ({'graph' if graph_mode else 'eager'})",
+                    alone == 0.0 and through, detail)
+    return 0 if ok else 1
+
+
+def _fit_pair(comm: Any, graph: bool) -> tuple[float, bool, str]:
+    """Max weight difference of fit with and without `comm`, and whether graph mode captured with it."""
+    import xpnet as xn
+    from xpnet.backends import get_backend, transfer
+    from xpnet.training import captured as graph_mode
+
+    cp_backend, np_backend = get_backend("cupy"), get_backend("numpy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 20)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    runs, captured = [], True
+    for c in (None, comm):
+        model = xn.Sequential([xn.Dense(20, 64, rng=np.random.default_rng(1)), xn.ReLU(),
+                               xn.Dense(64, 3, rng=np.random.default_rng(2))])
+        xn.fit(model, xn.SoftmaxCrossEntropy(), xn.Adam(model.parameters(), lr=0.01),
+               (cp_backend.asarray(x), cp_backend.asarray(y)), epochs=3, batch_size=64, seed=1, graph=graph,
+               communicator=c)
+        runs.append([transfer(p.value, np_backend) for p in model.parameters()])
+        cached = graph_mode._cache.get(model)
+        if graph and c is not None:
+            captured = bool(cached and not cached[1].capture_failed and
+                            any(g.replay is not None for g in cached[1].graphs.values()))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*runs))
+    return diff, captured, f"max weight difference {diff:.3e}, 30 steps" + (f"; captured: {captured}" if graph else "")
+
+
 if __name__ == "__main__":
-    sys.exit({"env": env, "smoke": smoke}[sys.argv[1]]())
+    sys.exit({"env": env, "smoke": smoke, "nccl": nccl}[sys.argv[1]]())

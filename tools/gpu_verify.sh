@@ -7,7 +7,7 @@
 # at most 8 files, since the device tool brings back no more: summary.txt (readable on its own, and also
 # printed), logs.tgz (a log per step, re-packed after each), the JSON results and the JUnit XML.
 # Name steps to run only those (a re-run with the time that is left): bash tools/gpu_verify.sh smoke tests-gpu
-# Steps: env smoke train-graph train-eager bench tests-gpu tests-params lenet. Without a CUDA device it stops
+# Steps: env smoke train-graph train-eager bench tests-gpu tests-params nccl lenet. Without a CUDA device it stops
 # after `env` with "no CUDA device" in the summary and exit code 3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -114,9 +114,15 @@ if wanted tests-params; then
     report junit "$OUT/junit-params.xml" "$LOGS/tests-params.log"
 fi
 
-# f. with what is left: LeNet, xpnet's graph step against PyTorch CUDA eager
+# f. one NCCL rank (a GPU allows one): the allreduce eager and captured, data-parallel fit through it
+if wanted nccl; then
+    step nccl 10 "$PY" tools/gpu_checks.py nccl
+    indent nccl 8
+fi
+
+# g. with what is left: LeNet, xpnet's graph step against PyTorch CUDA eager
 if wanted lenet; then
-    step lenet 40 "$PY" -m xpnet bench --model lenet --backends cupy-graph,torch-cuda-eager --batch-sizes 128 \
+    step lenet 30 "$PY" -m xpnet bench --model lenet --backends cupy-graph,torch-cuda-eager --batch-sizes 128 \
         --optimizers adam --repeats 3 --samples 20000 --no-progress --json "$OUT/bench-lenet-gpu.json"
     report bench "$OUT/bench-lenet-gpu.json" || indent lenet 5
 fi

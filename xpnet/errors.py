@@ -37,9 +37,17 @@ class DivergedError(XpnetError, ArithmeticError):
     """Training produced a NaN or infinite loss."""
 
 
+class DistributedError(XpnetError, RuntimeError):
+    """Data-parallel training cannot run as asked: mpi4py or NCCL missing, or a setting the processes cannot share."""
+
+
 class TrainingInterrupted(XpnetError, KeyboardInterrupt):
     """Training stopped on Ctrl-C or SIGTERM after a whole step; the message says where it was saved."""
 
 
 class CorruptFileError(CheckpointError):
     """A file that is not what it claims: truncated, torn, bit-flipped, or not safetensors at all."""
+
+
+class OutputPathError(XpnetError, ValueError):
+    """An output path xpnet must not or cannot write: a device, FIFO or directory, or a directory not writable."""

@@ -17,6 +17,7 @@ from xpnet.core.rescale import Rescale
 from xpnet.core.schedules import Cosine, StepDecay
 from xpnet.data.housing import FEATURES, make_housing, linear_points
 from xpnet.data.mnist import load_mnist
+from xpnet.errors import CheckpointError
 from xpnet.models import lenet, linear_regression, mnist_mlp
 from xpnet.models.mlp import mlp
 
@@ -132,7 +133,10 @@ def test_data_for(metadata: dict[str, Any], backend: Backend, dtype: str, data_d
         x, y = mnist_test_only(data_dir, progress=False)
         return backend.asarray(x, dtype), backend.asarray(y, "int64"), SoftmaxCrossEntropy()
     if task == "housing":
-        data = make_housing(seed=int(metadata.get("data_seed", 0)))
+        seed = metadata.get("data_seed", 0)  # from the model file: typed before use
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+            raise CheckpointError(f"metadata field data_seed must be an integer >= 0, got {str(seed)[:40]}")
+        data = make_housing(seed=seed)
         return backend.asarray(data.x_test, dtype), backend.asarray(data.y_test[:, None], dtype), MSE()
     if task == "linear":
         x, y = linear_points()

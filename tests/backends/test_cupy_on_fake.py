@@ -212,6 +212,24 @@ def test_gradient_clipping_is_captured_into_the_graph(kernel_cache):
     assert r["counters"]["replays"] > 0 and r["counters"]["gemm_captured_calls"] > 0
 
 
+def test_data_parallel_graph_mode_sums_through_nccl_inside_the_graph(kernel_cache):
+    """fit(communicator=NcclCommunicator(...)) in graph mode: the allreduce of the flat buffer (gradients, loss,
+    stop flag: params + 2 numbers) is called once eagerly and once on the capturing stream, then replayed with
+    the graph. One rank trains exactly as without a communicator; two mirror ranks (each batch's halves equal)
+    train as NumPy does on the whole batch, whichever half a rank takes."""
+    report = run_scenario("nccl", kernel_cache)
+    assert_clean(report)
+    r = report["result"]
+    for name in ("one_rank", "rank0_of_2", "rank1_of_2"):
+        run = r[name]
+        assert run["calls"] == [{"count": r["params"] + 2, "captured": False},
+                                {"count": r["params"] + 2, "captured": True}], name
+        assert run["counters"]["replays"] == 7, name  # 8 steps: one eager, one captured and replayed, 6 more
+        assert run["maxdiff_vs_numpy"] < 1e-6, name
+        np.testing.assert_allclose(run["train_loss"], r["numpy_train_loss"], rtol=1e-6)
+    assert r["one_rank"]["maxdiff_vs_plain_graph"] == 0.0  # the reducer's copies change no bit
+
+
 def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
     """The GPU-only tests (tests/test_cupy_*.py, test_cuda_blas.py, test_bench_gpu.py, the `cupy` parameter of
     every backend-parametrised test, the GPU benchmarks) run here too, in a pytest subprocess whose conftest

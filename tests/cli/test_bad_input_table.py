@@ -72,7 +72,22 @@ PYTHON_CASES = {
     "Checkpoints: keep 0": (lambda: Checkpoints("d", keep=0), ValueError, "keep must be a positive integer"),
     "backend: unknown": (lambda: xn.get_backend("tpu"), BackendUnavailable, "unknown backend 'tpu'"),
     "backend: a list": (lambda: xn.backend_for([1, 2]), BackendUnavailable, "expected an array"),
+    # API misuse that would train nothing or fail late, refused at the call
+    "fit: another model's optimizer": (lambda: xn.fit(mnist_mlp(), xn.SoftmaxCrossEntropy(),
+                                                      xn.Adam(mnist_mlp().parameters()), (X, Y)),
+                                       ValueError, r"not this model's.*Adam\(model.parameters\(\)\)"),
+    "fit: half another model's": (lambda: _fit_half_foreign(), ValueError, "2 of the optimizer's 4 parameters"),
+    "Dense: int32 dtype": (lambda: xn.Dense(784, 10, dtype="int32"), DTypeError, "floating-point dtype"),
+    "Dense: a numpy type as dtype": (lambda: xn.Dense(3, 2, dtype=np.float32), DTypeError, "floating-point"),
+    "Conv2D: uint8 dtype": (lambda: xn.Conv2D(1, 2, 3, dtype="uint8"), DTypeError, "floating-point dtype"),
+    "mlp: bool dtype": (lambda: mnist_mlp(dtype="bool"), DTypeError, "floating-point dtype"),
+    "Module.to: int64": (lambda: mnist_mlp().to("numpy", dtype="int64"), DTypeError, "floating-point dtype"),
 }
+
+
+def _fit_half_foreign():
+    model, other = xn.Sequential([xn.Dense(784, 10)]), xn.Sequential([xn.Dense(784, 10)])
+    return xn.fit(model, xn.SoftmaxCrossEntropy(), xn.SGD(model.parameters() + other.parameters()), (X, Y))
 
 
 @pytest.mark.parametrize("case", sorted(PYTHON_CASES))
@@ -181,3 +196,13 @@ def test_unwritable_output_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     assert "file" in _cli(["train", "linear", "--epochs", "5", "--no-progress", "--save",
                            str(blocker / "m.safetensors")], capsys)
+
+
+@pytest.mark.parametrize("argv", [["train", "mnist", "--batch-size", "0"], ["train", "mnist", "--lr", "nan"],
+                                  ["train", "chess"], ["eval"], ["frobnicate"], ["bench", "--repeats", "x"]])
+def test_a_usage_error_is_one_line_and_a_pointer_to_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error:" in err and "--help" in err and "usage:" not in err

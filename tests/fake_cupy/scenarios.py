@@ -258,6 +258,50 @@ def scenario_clip() -> dict[str, Any]:
             "counters": delta}
 
 
+def scenario_nccl() -> dict[str, Any]:
+    """Data-parallel graph mode through NCCL on the fake: one rank against the plain run, then 2 ranks whose
+    peers mirror this one (cupy/_nccl.py) on data whose batch halves are equal, against NumPy alone."""
+    from cupy import _nccl
+
+    from xpnet.distributed import Communicator, NcclCommunicator
+
+    class Mirrors(Communicator):
+        """Host collectives of rank `rank` of `size` processes that all hold what this one holds."""
+
+        def __init__(self, rank: int, size: int) -> None:
+            super().__init__()
+            self.rank, self.size = rank, size
+
+        def allgather(self, obj: Any) -> list[Any]:
+            return [obj] * self.size
+
+        def broadcast(self, obj: Any, root: int = 0) -> Any:  # only NCCL's id is broadcast here: rank 0's
+            return _nccl.get_unique_id() if obj is None else obj
+
+    x, y = data(256)
+    for b in range(0, 256, 64):  # every global batch of 64: rows 32-63 repeat rows 0-31
+        x[b + 32:b + 64], y[b + 32:b + 64] = x[b:b + 32], y[b:b + 32]
+
+    def run(backend: Any, graph: bool, comm: Any) -> tuple[list[np.ndarray], Any]:
+        m = mlp(0.0)
+        h = xn.fit(m, xn.SoftmaxCrossEntropy(), xn.Adam(m.parameters(), lr=0.01, schedule=Cosine(8)),
+                   (backend.asarray(x), backend.asarray(y)), epochs=2, batch_size=64, shuffle=False, graph=graph,
+                   communicator=comm, clip_norm=5.0)
+        return weights(m), h["train_loss"]
+
+    ref, ref_loss = run(NP, False, None)
+    plain, plain_loss = run(CP, True, None)
+    out: dict[str, Any] = {}
+    for name, host in (("one_rank", Communicator()), ("rank0_of_2", Mirrors(0, 2)), ("rank1_of_2", Mirrors(1, 2))):
+        del _nccl.CALLS[:]
+        (w, loss), delta = measured(run, CP, True, NcclCommunicator(host))
+        out[name] = {"maxdiff_vs_numpy": maxdiff(w, ref), "maxdiff_vs_plain_graph": maxdiff(w, plain),
+                     "train_loss": loss, "calls": list(_nccl.CALLS), "counters": delta}
+    out["numpy_train_loss"], out["plain_train_loss"] = ref_loss, plain_loss
+    out["params"] = sum(int(w.size) for w in ref)
+    return out
+
+
 def scenario_fake_rules() -> dict[str, Any]:
     """The fake itself: that it refuses what a capture refuses, replays what it recorded, and flags kernels."""
     import fake_rules
@@ -267,7 +311,8 @@ def scenario_fake_rules() -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "mlp": scenario_mlp, "on_nan": scenario_on_nan, "lenet": scenario_lenet, "resume": scenario_resume,
-    "bench": scenario_bench, "capture_fails": scenario_capture_fails, "clip": scenario_clip, "fake_rules": scenario_fake_rules}
+    "bench": scenario_bench, "capture_fails": scenario_capture_fails, "clip": scenario_clip, "nccl": scenario_nccl,
+    "fake_rules": scenario_fake_rules}
 
 
 def main(name: str) -> None:

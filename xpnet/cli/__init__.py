@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from xpnet.cli.output import one_line, print_error
 from xpnet.errors import TrainingInterrupted, XpnetError
@@ -43,11 +43,19 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake prints one line and where the help is, not the whole usage block first.
+    Subcommand parsers are of this class too (add_subparsers makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every `xpnet` command."""
     from xpnet.backends import NAMES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xpnet", description="Train neural networks written once against the Python Array API, "
         "on NumPy, CuPy, PyTorch or array-api-strict.",
         epilog="Examples:  xpnet train mnist   |   xpnet train mnist --backend torch --epochs 3   |   "
@@ -122,7 +130,12 @@ def _add_run_arguments(train: argparse.ArgumentParser) -> None:
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
-    train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch (default: the libraries' own)")
+    train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch (default: the libraries' "
+                       "own; with several processes on a machine, its cores shared among them)")
+    train.add_argument("--distributed", choices=["auto", "mpi", "none"], default="auto",
+                       help="data-parallel training across the processes an MPI launcher started (mpiexec -n 4 xpnet "
+                            "train ...): auto (default) when it started more than one, mpi always (NCCL for cupy), "
+                            "none never; --batch-size stays the global batch")
     graph = train.add_mutually_exclusive_group()
     graph.add_argument("--graph", dest="graph", action="store_true", default=None,
                        help="capture the training step once as a CUDA graph and replay it for every batch (default: "
@@ -157,9 +170,13 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `xpnet ARGV...`; returns the exit code (0, 2 for a usage or input error, 130 when interrupted)."""
+    import numpy as np
+
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        # xpnet reports NaN and overflow itself (naming the step and layer); numpy's warnings would only come first
+        with np.errstate(all="ignore"):
+            return _run(args)
     except TrainingInterrupted as exc:
         print_error(str(exc))
         return EXIT_INTERRUPTED

@@ -15,6 +15,7 @@ from xpnet.bench import runner
 from xpnet.bench.contenders import GPU_REFERENCE_NAMES, LR, REFERENCE_NAMES, XPNET_BACKENDS, canonical, known, supports
 from xpnet.bench.runner import BenchConfig
 from xpnet.cli.output import write_json
+from xpnet.io.outputs import check_output_path
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
 MNIST_TRAIN_SIZE = 60000
@@ -68,6 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "kernels with autotuned GEMMs, no CUDA graphs, which torch-cuda-graph measures; --quick: "
                         "default, which compiles quicker; reduce-overhead adds CUDA graphs)")
     p.add_argument("--quick", action="store_true", help="a smaller run that finishes in under a minute")
+    p.add_argument("--processes", metavar="LIST",
+                   help="instead: data-parallel scaling of xpnet on numpy over these process counts (e.g. 1,2; MPI "
+                        "jobs through mpiexec): samples/s, speed-up and efficiency for each count with the cores "
+                        "shared among its processes and for 1 process x 1 thread, with the allreduce's share of a "
+                        "step; uses the first --batch-sizes and --optimizers (default 128, adam)")
     p.add_argument("--to-accuracy", type=float, metavar="ACC",
                    help="instead: training time each backend needs to first reach test accuracy ACC (e.g. 0.975)")
     p.add_argument("--data-dir", help="where MNIST is cached")
@@ -83,19 +89,27 @@ def run_bench(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _validate(config)
+    for path, what in ((args.json, "--json"), (args.plot, "--plot")):
+        if path:
+            check_output_path(path, what)
+    if args.processes:
+        return _scaling(args, config)
     if args.to_accuracy and config.model != "mlp":
         raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
                          "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
     load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every worker
-    machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-               "processor": platform.processor() or platform.machine()}
-    payload = {"machine": machine, **_measure(args, config)}
+    payload = {"machine": _machine(), **_measure(args, config)}
     if args.json:
         write_json(args.json, payload)
     if args.plot and not args.to_accuracy:
         save_plot(payload, args.plot)
         print(f"xpnet: plot written to {args.plot}")
     return 0
+
+
+def _machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine()}
 
 
 def _config(args: argparse.Namespace) -> BenchConfig:
@@ -109,6 +123,26 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
         threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model,
         compile_mode=args.compile_mode or ("default" if quick else None))
+
+
+def _scaling(args: argparse.Namespace, config: BenchConfig) -> int:
+    """`xpnet bench --processes LIST`: the data-parallel scaling table (and JSON)."""
+    from xpnet.bench.scaling import run_scaling, scaling_table
+    from xpnet.data.mnist import load_mnist
+
+    if args.batch_sizes is None:
+        config.batch_sizes = [128]
+    if args.optimizers is None:
+        config.optimizers = ["adam"]
+    load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every job
+    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
+              file=sys.stderr) as bar:
+        result = run_scaling(config, _csv(args.processes, int) or [1], bar.set_postfix_str)
+    print(f"model: {MODEL_NAMES[config.model]}")
+    print(scaling_table(result))
+    if args.json:
+        write_json(args.json, {"machine": _machine(), **result})
+    return 0
 
 
 def _measure(args: argparse.Namespace, config: BenchConfig) -> dict[str, Any]:

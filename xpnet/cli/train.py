@@ -13,7 +13,10 @@ from xpnet.backends.threads import set_threads
 from xpnet.cli.output import versions, write_json
 from xpnet.core.optim import Optimizer, make_optimizer
 from xpnet.data.batches import num_batches
+from xpnet.distributed.communicator import Communicator
+from xpnet.distributed.launch import host_communicator
 from xpnet.io.checkpoint import Checkpoints, save_model
+from xpnet.io.outputs import check_output_dir, check_output_path
 from xpnet.recipes import DEFAULTS, Problem, build_problem, make_schedule
 from xpnet.training.callbacks import EarlyStopping
 from xpnet.training.fit import History, fit
@@ -63,32 +66,51 @@ class Settings:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """`xpnet train`: returns the exit code."""
+    """`xpnet train`: returns the exit code. Started by an MPI launcher with more than one process (or with
+    --distributed mpi), every process runs it data-parallel and rank 0 alone prints and writes files."""
+    # MPI first: from then on, a failure on one process alone ends them all instead of leaving them waiting.
+    host = host_communicator(args.distributed)
+    if host is None:
+        if args.threads:
+            set_threads(args.threads)
+        return _train(args, get_backend(args.backend), None)
+    from xpnet.cli.processes import run_on_processes
+    from xpnet.data.mnist import load_mnist
+
+    fetch = (lambda: load_mnist(args.data_dir, progress=not args.no_progress)) if args.task == "mnist" else None
+    return run_on_processes(host, args.backend, args.threads, lambda b, comm: _train(args, b, comm), fetch)
+
+
+def _train(args: argparse.Namespace, backend: Backend, comm: Communicator | None) -> int:
+    """The run itself, alone or (comm) as one of several processes, of which rank 0 alone writes files."""
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         raise ValueError("--resume and --checkpoint-every need --checkpoint-dir DIR (where the checkpoints are)")
-    if args.threads:
-        set_threads(args.threads)
+    _check_outputs(args)
     s = Settings.from_args(args)
-    backend = get_backend(args.backend)
-    problem = build_problem(args.task, backend, s.model, args.dtype, args.seed, args.data_dir, not args.no_progress)
+    root = comm is None or comm.is_root
+    problem = build_problem(args.task, backend, s.model, args.dtype, args.seed, args.data_dir,
+                            not args.no_progress and root)
     steps = s.epochs * num_batches(problem.train[0].shape[0], s.batch_size)
     optimizer = make_optimizer(s.optimizer, problem.model.parameters(), s.lr, s.weight_decay,
                                make_schedule(s.schedule, steps))
     print(f"xpnet: training {args.task} ({s.model}) on {backend.name} [{backend.describe_device()}], "
           f"{args.dtype}, {problem.train[0].shape[0]:,} samples, batch {s.batch_size}, {s.epochs} epochs, "
-          f"{s.optimizer} lr {optimizer.lr:g} ({s.schedule})")
-    history = _fit(args, s, problem, optimizer)
+          f"{s.optimizer} lr {optimizer.lr:g} ({s.schedule})" + ("" if comm is None else f", on {comm.describe()}"))
+    history = _fit(args, s, problem, optimizer, comm)
     if history.stopped_early:
         print(f"xpnet: stopped early after epoch {history.last['epoch']} (no test-loss improvement "
               f"for {args.early_stopping} epochs)")
     _report_task(args.task, problem)
+    if not root:
+        return 0
     saved = None if args.no_save else _save(args, s, problem, history)
     if args.json:
         write_json(args.json, _summary(args, s, backend, optimizer, history, saved))
     return 0
 
 
-def _fit(args: argparse.Namespace, s: Settings, problem: Problem, optimizer: Optimizer) -> History:
+def _fit(args: argparse.Namespace, s: Settings, problem: Problem, optimizer: Optimizer,
+         comm: Communicator | None = None) -> History:
     callbacks: list[Any] = [EpochPrinter(s.epochs)]
     if args.early_stopping:
         callbacks.insert(0, EarlyStopping("test_loss", args.early_stopping))
@@ -98,13 +120,27 @@ def _fit(args: argparse.Namespace, s: Settings, problem: Problem, optimizer: Opt
                                   resume=args.resume, metadata={**problem.metadata, "model": s.model})
     graph = {} if args.graph is None else {"graph": args.graph}  # --graph / --no-graph; else fit's default
     return fit(problem.model, problem.loss, optimizer, problem.train, epochs=s.epochs, batch_size=s.batch_size,
-               validation=problem.test, seed=args.seed, callbacks=callbacks, progress=not args.no_progress,
-               checkpoints=checkpoints, on_nan=args.on_nan, validation_prefix="test", clip_norm=args.clip_norm,
-               **graph)
+               validation=problem.test, seed=args.seed, callbacks=callbacks,
+               progress=not args.no_progress and (comm is None or comm.is_root), checkpoints=checkpoints,
+               on_nan=args.on_nan, validation_prefix="test", clip_norm=args.clip_norm, communicator=comm, **graph)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse now, not after training, an output path the run could not write or must not replace."""
+    if not args.no_save:
+        check_output_path(_save_path(args, Settings.from_args(args)), "--save")
+    if args.json:
+        check_output_path(args.json, "--json")
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+
+
+def _save_path(args: argparse.Namespace, s: Settings) -> str:
+    return args.save or f"{args.task}-{s.model}.safetensors"
 
 
 def _save(args: argparse.Namespace, s: Settings, problem: Problem, history: History) -> str:
-    saved = str(save_model(args.save or f"{args.task}-{s.model}.safetensors", problem.model,
+    saved = str(save_model(_save_path(args, s), problem.model,
                            {**problem.metadata, "model": s.model, "seed": args.seed, "final": history.last}))
     print(f"xpnet: saved model to {saved}  (xpnet eval --model {saved})")
     return saved

@@ -38,6 +38,15 @@ def dtype_name(xp: Any, dtype: Any) -> str:
     return str(dtype)
 
 
+def check_float_dtype(owner: str, dtype: Any) -> str:
+    """`dtype` if it names a floating-point type; else DTypeError saying which to pass. Weights are trained by
+    small steps, which an integer dtype cannot take (and exp/log in the layers above would fail later)."""
+    if isinstance(dtype, str) and dtype in FLOAT_NAMES:
+        return dtype
+    raise DTypeError(f"{owner} needs a floating-point dtype ({', '.join(map(repr, FLOAT_NAMES))}), got {dtype!r}; "
+                     f"pass dtype='float32' (the default) or 'float64'")
+
+
 def is_writeable(x: Any) -> bool:
     return array_api_compat.is_writeable_array(x)
 

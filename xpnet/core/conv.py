@@ -15,7 +15,7 @@ from typing import Any
 
 from xpnet.backends.host import host_namespace
 from xpnet.backends.ops import COL2IM, IM2COL, lookup, out_size
-from xpnet.core.arrays import dtype_name, is_writeable, matmul, namespace
+from xpnet.core.arrays import check_float_dtype, dtype_name, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 from xpnet.errors import DTypeError, ShapeError
@@ -154,6 +154,7 @@ class Conv2D(Module):
                  bias: bool = True, init: str = "he", dtype: str = "float32", rng: Any = None) -> None:
         check_sizes("Conv2D", in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                     stride=stride, padding=padding)
+        check_float_dtype("Conv2D", dtype)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.init = stride, padding, init
         # Initialisers draw (fan_in, fan_out); a filter's fan-in is in_channels * k * k (glorot takes
@@ -203,6 +204,12 @@ class Conv2D(Module):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
                 "bias": self.bias is not None, "init": self.init}
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n_out, k = config["out_channels"], config["kernel_size"]
+        weight = (n_out, config["in_channels"], k, k)
+        return {"weight": weight, **({"bias": (n_out,)} if config.get("bias", True) else {})}
 
     def __repr__(self) -> str:
         extra = f", stride={self.stride}" if self.stride != 1 else ""

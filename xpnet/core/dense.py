@@ -6,7 +6,7 @@ from typing import Any, Callable
 from xpnet.backends import ops
 from xpnet.backends.ops import lookup
 from xpnet.core.activations import ReLU
-from xpnet.core.arrays import check_matrix_input, is_writeable, matmul, namespace
+from xpnet.core.arrays import check_float_dtype, check_matrix_input, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 
@@ -20,6 +20,7 @@ class Dense(Module):
                  dtype: str = "float32", rng: Any = None) -> None:
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Dense sizes must be positive, got ({in_features}, {out_features})")
+        check_float_dtype("Dense", dtype)
         self.in_features, self.out_features, self.init = in_features, out_features, init
         self.weight = Parameter(initial_weight(init, in_features, out_features, dtype, rng))
         self.bias = Parameter(zeros((out_features,), dtype)) if bias else None
@@ -66,6 +67,11 @@ class Dense(Module):
     def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, "init": self.init}
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n_in, n_out = config["in_features"], config["out_features"]
+        return {"weight": (n_in, n_out), **({"bias": (n_out,)} if config.get("bias", True) else {})}
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"

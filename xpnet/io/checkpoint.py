@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xpnet.backends import Backend, backend_for, get_backend
-from xpnet.core.module import Module, module_config, module_from_config
+from xpnet.core.module import Module, declared_parameter_shapes, module_config, module_from_config
 from xpnet.core.optim import Optimizer
 from xpnet.errors import CheckpointError, CorruptFileError
-from xpnet.io.safetensors_file import read_safetensors, write_safetensors
-
-FORMAT = "xpnet-1"
+from xpnet.io.declared import (FORMAT, check_optimizer_tensors, check_tensors, checkpoint_counts,
+                               model_fields)
+from xpnet.io.safetensors_file import SafetensorsFile, write_safetensors
 
 
 def _host_arrays(arrays: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,20 +31,28 @@ def save_model(path: str | os.PathLike, model: Module, metadata: dict[str, Any] 
     return write_safetensors(path, _host_arrays(model.state_dict()), meta)
 
 
-def _check_format(path: Any, meta: dict[str, Any]) -> None:
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise CheckpointError(f"{path}: a safetensors file, but not one written by xpnet (no model config)")
+def _in_file(path: Any, call: Callable[[], Any]) -> Any:
+    """`call()`, its CheckpointError about the model config said to be about the file at `path`."""
+    try:
+        return call()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy") -> tuple[Module, dict[str, Any]]:
-    """(model on `backend`, metadata) from a file written by save_model or save_checkpoint."""
-    arrays, meta = read_safetensors(path)
-    _check_format(path, meta)
-    model = module_from_config(meta["config"]).to(get_backend(backend), dtype=meta.get("dtype") or "float32")
-    if "optimizer" in meta:  # a checkpoint: take only the model's arrays
-        arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
-    model.load_state_dict(arrays)
-    return model, meta.get("metadata", {})
+    """(model on `backend`, metadata) from a file written by save_model or save_checkpoint. The header is
+    checked first (config, dtype, the tensors the config needs), then the arrays are read, then the model built."""
+    with SafetensorsFile(path) as f:
+        fields = model_fields(path, f.metadata)
+        prefix = "model." if "optimizer" in f.metadata else ""  # a checkpoint: take only the model's arrays
+        tensors = {k[len(prefix):]: t for k, t in f.tensors.items() if k.startswith(prefix)}
+        declared = _in_file(path, lambda: declared_parameter_shapes(fields.config))
+        if declared is not None:  # else a layer of someone else's: load_state_dict checks once it is built
+            check_tensors(path, tensors, declared, fields.dtype, "the model config", CheckpointError)
+        arrays = f.read_arrays()
+    model = _in_file(path, lambda: module_from_config(fields.config)).to(get_backend(backend), dtype=fields.dtype)
+    model.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+    return model, fields.metadata
 
 
 @dataclass
@@ -99,37 +107,53 @@ def save_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Opti
 
 
 def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer in place from `path`; return the checkpoint's metadata (epoch, state)."""
-    arrays, meta = read_safetensors(path)
-    _check_format(path, meta)
-    opt = meta.get("optimizer", {})
-    if opt.get("type") != type(optimizer).__name__:
-        raise CheckpointError(f"{path}: checkpoint was written with optimizer {opt.get('type')}, "
-                              f"but this run uses {type(optimizer).__name__}")
-    for key, value in optimizer.hyperparameters().items():
-        saved = opt.get(key)
-        if saved is not None and saved != value and key != "lr":  # lr may be changed on purpose
-            raise CheckpointError(f"{path}: checkpoint's optimizer has {key}={saved}, this run's has {value}")
-    if meta.get("dtype") != model.dtype:
-        raise CheckpointError(f"{path}: checkpoint dtype is {meta.get('dtype')}, the model's is {model.dtype}")
+    """Restore model and optimizer in place from `path`; return the checkpoint's metadata (epoch, state).
+    Every field and tensor the header declares is checked before anything is read or changed."""
+    with SafetensorsFile(path) as f:
+        meta = f.metadata
+        model_fields(path, meta)
+        steps, param_steps = checkpoint_counts(path, meta, model, optimizer)
+        unknown = sorted(k for k in f.tensors if not k.startswith(("model.", "optim.")))
+        if unknown:
+            raise CheckpointError(f"{path}: tensor {unknown[0][:40]!r} is neither the model's nor the optimizer's")
+        own = {name: p.shape for name, p in model.named_parameters()}
+        check_tensors(path, {k[6:]: t for k, t in f.tensors.items() if k.startswith("model.")}, own, model.dtype,
+                      "the model", CheckpointError)
+        check_optimizer_tensors(path, {k[6:]: t for k, t in f.tensors.items() if k.startswith("optim.")},
+                                optimizer, model.dtype)
+        arrays = f.read_arrays()
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     backend, dtype = model.backend, model.dtype
     optim_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
-    steps = int(opt.get("steps", 0))
-    param_steps = opt.get("param_steps") or [steps] * len(optimizer.params)
     optimizer.load_state_arrays(optim_arrays, steps, lambda a: backend.asarray(a, dtype), param_steps)
     return meta
 
 
+def delete_damaged(checkpoints: Checkpoints, meta: dict[str, Any] | None) -> None:
+    """Delete the checkpoints a resume skipped as damaged (`meta` from load_latest_checkpoint; None: every one
+    was). Left in place they sort as the newest, and rotation would delete intact ones to keep them.
+    keep=None keeps every file, so nothing is deleted then."""
+    if checkpoints.keep is None:
+        return
+    for name in meta.get("skipped", []) if meta is not None else checkpoint_files(checkpoints.directory):
+        try:
+            Path(name).unlink(missing_ok=True)
+        except OSError:  # a directory in the checkpoint's name: left for its owner
+            pass
+
+
 def load_latest_checkpoint(directory: str | os.PathLike, model: Module, optimizer: Optimizer,
                            warn: Callable[[str], None]) -> dict[str, Any] | None:
-    """Restore from the newest checkpoint that reads back intact; damaged ones are reported and skipped."""
+    """Restore from the newest checkpoint that reads back intact; damaged ones are reported and skipped, and
+    listed under 'skipped' in the metadata returned (all newer than the one restored)."""
+    skipped: list[str] = []
     for path in reversed(checkpoint_files(directory)):
         try:
             meta = load_checkpoint(path, model, optimizer)
         except CorruptFileError as exc:  # a mismatch (other optimizer, dtype, shapes) is an error, not damage
             warn(f"skipping damaged checkpoint: {exc}")
+            skipped.append(str(path))
             continue
-        meta["path"] = str(path)
+        meta["path"], meta["skipped"] = str(path), skipped
         return meta
     return None

@@ -21,16 +21,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from xpnet.backends import Backend
+from xpnet.distributed.shard import Part, part_of
 from xpnet.training.state import DeviceState
 from xpnet.training.step import Step
 
 
 @dataclass
 class _Graph:
-    rows: int
+    rows: int  # of the global batch; this process trains on `part` of them (None: all)
+    part: Part | None = None
     uses: int = 0
     replay: Callable[[], None] | None = None
-    arange: Any = None
+    arange: Any = None  # the offsets of this process's rows within the batch
     bound: tuple[Any, ...] = ()  # the parameter and state arrays the replay writes into
 
 
@@ -64,14 +66,16 @@ def graph_buffers(step: Step, backend: Backend, x: Any, y: Any, batch_size: int,
 class GraphRunner:
     """The step body over fixed device buffers, recorded as a graph per batch size and replayed."""
 
-    def __init__(self, step: Step, backend: Backend, x: Any, y: Any, batch_size: int) -> None:
-        self.backend, self.x, self.y, self.batch_size = backend, x, y, batch_size
-        key = (step.optimizer, step.loss, x, y, batch_size, step.state.stop, step.model.training, step.clip_norm)
+    def __init__(self, step: Step, backend: Backend, x: Any, y: Any, batch_size: int, rank: int = 0,
+                 size: int = 1) -> None:
+        self.backend, self.x, self.y, self.batch_size, self.rank, self.size = backend, x, y, batch_size, rank, size
+        key = (step.optimizer, step.loss, x, y, batch_size, step.state.stop, step.model.training, step.clip_norm,
+               step.reducer, rank, size)
         self.buf = graph_buffers(step, backend, x, y, batch_size, key)
         # The state the graphs were recorded with is the one that must go on being read; it reports to
         # this run's history.
         self.buf.state.history = step.state.history
-        self.step = Step(step.model, step.loss, step.optimizer, self.buf.state, step.clip_norm)
+        self.step = Step(step.model, step.loss, step.optimizer, self.buf.state, step.clip_norm, step.reducer)
         self.state = self.buf.state
 
     def steps(self, epoch: int, order: Any, first_batch: int) -> Iterator[int]:
@@ -81,13 +85,15 @@ class GraphRunner:
         buf.cursor[...] = first_batch * size
         for start in range(first_batch * size, n, size):
             rows = min(size, n - start)
-            self.state.begin()
-            self._run(buf.graphs.setdefault(rows, _Graph(rows)))
+            self.step.begin()
+            part = part_of(rows, self.rank, self.size) if self.step.reducer is not None else None
+            self._run(buf.graphs.setdefault(rows, _Graph(rows, part)))
             yield rows
 
     def _run(self, graph: _Graph) -> None:
         if graph.arange is None:
-            graph.arange = self.backend.xp.arange(graph.rows, dtype=self.backend.xp.int64, device=self.backend.device)
+            xp, part = self.backend.xp, graph.part or Part(0, graph.rows, graph.rows, 1.0)
+            graph.arange = xp.arange(part.start, part.stop, dtype=xp.int64, device=self.backend.device)
         if graph.replay is not None and not _same(graph.bound, self._bound()):
             # Something rebound the weights or the optimizer state (a checkpoint loaded, model.to(...)):
             # the recorded graphs would go on updating the old arrays. Record afresh.
@@ -97,10 +103,10 @@ class GraphRunner:
         graph.uses += 1
         if graph.uses == 1 or self.buf.capture_failed or (graph.replay is None and not self._flat_ready()):
             self._body(graph)()  # eager: a real step that also prepares everything the capture needs
-        elif graph.replay is None and self._capture(graph):
-            graph.replay()
-        elif graph.replay is not None:
-            graph.replay()
+            return
+        if graph.replay is None and not self._capture(graph):
+            return  # the capture failed and the step ran eagerly instead
+        graph.replay()
 
     def _capture(self, graph: _Graph) -> bool:
         try:
@@ -121,7 +127,7 @@ class GraphRunner:
             idx = xp.take(buf.index, buf.cursor + graph.arange)
             xb, yb = xp.take(self.x, idx, axis=0), xp.take(self.y, idx, axis=0)
             buf.cursor[...] = buf.cursor + rows
-            step(xb, yb)
+            step(xb, yb, graph.part)
 
         return body
 

@@ -12,15 +12,21 @@ from xpnet.backends import Backend
 from xpnet.data.batches import num_batches
 from xpnet.errors import DivergedError
 from xpnet.training.checkpointing import Position
+from xpnet.training.divergence import LossWatch
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
 
 
 def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_size: int, desc: str,
               progress: bool = False, checkpoint: Callable[[Position], Any] | None = None,
-              every: int | None = None, interrupted: Callable[[], bool] = lambda: False) -> Position:
-    """Train from `start` to the epoch's end, or to the first step after an interrupt; returns where it ended."""
+              every: int | None = None, interrupted: Callable[[], bool] = lambda: False,
+              watch: LossWatch | None = None) -> Position:
+    """Train from `start` to the epoch's end, or to the first step after an interrupt; returns where it ended.
+    `watch` (one per run) sees every reading of the loss and raises DivergedError when one has exploded."""
     n, epoch, state = runner.x.shape[0], start.epoch, runner.state
+    watch = watch or LossWatch()
+    watch.start(start.loss_sum, start.seen)
+    every_window = progress or _reads_every_window(runner, backend)
     state.reset(start.loss_sum, start.seen)
     bar = tqdm(total=n, initial=start.seen, unit="sample", unit_scale=True, desc=desc, disable=not progress,
                dynamic_ncols=True, leave=False)
@@ -29,12 +35,13 @@ def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_
         batch += 1
         if progress:
             bar.update(rows)
-            if step % PROGRESS_EVERY == 0:  # the one read-back per window
-                total, seen = state.totals(epoch, start.batch)
-                if seen:
-                    bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+        # The one read-back per window; after the first step also on a GPU, as the watch's baseline.
+        if step == 0 or (step % PROGRESS_EVERY == 0 and every_window):
+            total, seen = watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")
+            if progress and seen:
+                bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         if interrupted() or (every and batch % every == 0):
-            total, seen = state.totals(epoch, start.batch)
+            total, seen = watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")  # before a checkpoint
             now = Position(epoch, batch, total, seen, start.seconds + time.perf_counter() - clock)
             if interrupted():
                 bar.close()
@@ -48,4 +55,12 @@ def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_
     mean = total / max(seen, 1)
     if not math.isfinite(mean) or seen == 0:
         raise DivergedError(f"training diverged: the mean loss of {desc} is {mean}; lower the learning rate")
+    watch.reading(total, seen, f"the end of {desc}")
     return Position(epoch, batch, total, seen, seconds)
+
+
+def _reads_every_window(runner: Any, backend: Backend) -> bool:
+    """Whether the loss is read every window even without a progress bar: on a CPU, where a read is free (the
+    divergence watch then acts within a window), and when processes train together, which must read at the same
+    steps whether or not they show a bar (a reading may raise)."""
+    return not backend.sync_costly or getattr(runner.step, "reducer", None) is not None

@@ -6,7 +6,8 @@
 
 One turn of it is the step body in step.py. Around it: validation each epoch, callbacks, checkpoints (each
 epoch and, optionally, every N steps) from which a killed run resumes bit-identically, a clean stop on
-Ctrl-C or SIGTERM, and a guard against NaN.
+Ctrl-C or SIGTERM, and a guard against NaN. Given a communicator, the same loop runs data-parallel across
+processes (xpnet/distributed/): one allreduce per step, rank 0 alone writes files.
 """
 from __future__ import annotations
 
@@ -23,12 +24,17 @@ from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, num_batches
 from xpnet.data.validate import check_inputs, check_targets
+from xpnet.distributed.communicator import Communicator
+from xpnet.distributed.failures import one_fails_all_end
 from xpnet.errors import CheckpointError, TrainingInterrupted
 from xpnet.io.checkpoint import Checkpoints, checkpoint_files
+from xpnet.io.dirlock import directory_lock
 from xpnet.training.checkpointing import Position, resume, save_position
-from xpnet.training.epoch import run_epoch
+from xpnet.training.divergence import LossWatch
+from xpnet.training.epoch import PROGRESS_EVERY, run_epoch
 from xpnet.training.history import History
 from xpnet.training.interrupts import interrupt_requests
+from xpnet.training.parallel import dropout_seed, predict_split, reducer_for
 from xpnet.training.step import EagerRunner, Step, make_state, train_step
 
 ON_NAN = ("stop", "skip")
@@ -49,10 +55,14 @@ class FitOptions:
     eval_batch_size: int = 1000
     graph: bool | None = None
     clip_norm: float | None = None
+    communicator: Communicator | None = None
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
+        if self.communicator is not None and self.batch_size < self.communicator.size:
+            raise ValueError(f"batch_size {self.batch_size} is smaller than the {self.communicator.size} processes "
+                             f"sharing each batch (batch_size is the global batch)")
         if self.on_nan not in ON_NAN:
             raise ValueError(f"on_nan must be one of {ON_NAN}, got {self.on_nan!r}")
         if self.clip_norm is not None:
@@ -71,9 +81,12 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> Any:
     return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
 
 
-def evaluate(model: Module, loss: Loss, x: Any, y: Any, batch_size: int = 1000) -> dict[str, float]:
-    """Loss plus accuracy (classification) or MSE/MAE/R^2 (regression) over the whole set."""
-    out = predict(model, x, batch_size)
+def evaluate(model: Module, loss: Loss, x: Any, y: Any, batch_size: int = 1000,
+             communicator: Communicator | None = None) -> dict[str, float]:
+    """Loss plus accuracy (classification) or MSE/MAE/R^2 (regression) over the whole set; with a
+    communicator, each process predicts its share of the rows and every process gets the same metrics."""
+    out = predict(model, x, batch_size) if communicator is None else \
+        predict_split(predict, model, x, batch_size, communicator)
     result = {"loss": float(loss.forward(out, y))}
     if isinstance(loss, SoftmaxCrossEntropy):
         result["accuracy"] = accuracy(out, y)
@@ -86,7 +99,8 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
         batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
         callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
         on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000,
-        graph: bool | None = None, clip_norm: float | None = None) -> History:
+        graph: bool | None = None, clip_norm: float | None = None,
+        communicator: Communicator | None = None) -> History:
     """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
 
     x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
@@ -95,10 +109,18 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
     CuPy; False: eager). On a GPU the loss and NaN checks stay on the device and are read once per
     progress window; with on_nan='skip' a dropped step still counts in the schedule there.
     clip_norm: scale the gradients to at most this global L2 norm before each update.
+    communicator: train data-parallel across its processes (xpnet.distributed.mpi() under mpiexec): each
+    holds the same data and model and trains on its part of every global batch of `batch_size` rows, and one
+    allreduce per step sums the gradients, so the run follows one process's to float rounding. Rank 0 alone
+    writes checkpoints; an error on one process ends them all.
     """
     options = FitOptions(epochs, batch_size, seed, shuffle, progress, checkpoints, on_nan, validation_prefix,
-                         eval_batch_size, graph, clip_norm)
-    return _Fit(model, loss, optimizer, train_data, validation, list(callbacks), options).run()
+                         eval_batch_size, graph, clip_norm, communicator)
+    _check_optimizer(model, optimizer)
+    # One run at a time in a checkpoint directory (process 0 of a data-parallel run writes for all of them).
+    writer = checkpoints is not None and (communicator is None or communicator.rank == 0)
+    with one_fails_all_end(communicator), directory_lock(checkpoints.directory if writer else None):
+        return _Fit(model, loss, optimizer, train_data, validation, list(callbacks), options).run()
 
 
 class _Fit:
@@ -110,6 +132,8 @@ class _Fit:
         model.to(backend)
         optimizer.to(backend, model.dtype)
         self.model, self.loss, self.optimizer, self.callbacks, self.o = model, loss, optimizer, callbacks, options
+        self.comm = options.communicator
+        self.rank = 0 if self.comm is None else self.comm.rank
         self.x, self.y = _prepare(backend, model, loss, train_data, "training data")
         self.val = _prepare(backend, model, loss, validation, "validation data") if validation is not None else None
         self.batches = num_batches(self.x.shape[0], options.batch_size)
@@ -119,7 +143,7 @@ class _Fit:
         ck = options.checkpoints
         if ck is not None and ck.resume:
             self.history, self.start = resume(ck, model, optimizer, callbacks, backend, self.batches, self.settings,
-                                              options.epochs)
+                                              options.epochs, self.comm)
         elif ck is not None and checkpoint_files(ck.directory):
             raise CheckpointError(f"{ck.directory} already holds checkpoints of another run: resume it, or "
                                   f"choose an empty directory (keep would otherwise delete them)")
@@ -127,23 +151,36 @@ class _Fit:
     def checkpoint(self, at: Position) -> str | None:
         if self.o.checkpoints is None:
             return None
-        return save_position(self.o.checkpoints, self.model, self.optimizer, self.backend, at, self.history,
-                             self.callbacks, self.settings)
+        if self.comm is None:
+            return save_position(self.o.checkpoints, self.model, self.optimizer, self.backend, at, self.history,
+                                 self.callbacks, self.settings)
+        # Every process's dropout stream goes into the one file process 0 writes; all learn its name.
+        rng = self.comm.gather(self.backend.rng_state())
+        path = None if self.rank != 0 else save_position(self.o.checkpoints, self.model, self.optimizer,
+                                                         self.backend, at, self.history, self.callbacks,
+                                                         {**self.settings, "processes": self.comm.size}, rng)
+        return self.comm.broadcast(path)
 
     def run(self) -> History:
         o, model = self.o, self.model
         model.train()
         runner = make_runner(step_mode(self.backend, o.graph), self.backend, model, self.loss, self.optimizer,
-                             self.x, self.y, o.batch_size, o.on_nan, self.history, o.clip_norm)
+                             self.x, self.y, o.batch_size, o.on_nan, self.history, o.clip_norm, self.comm)
         every = o.checkpoints.every_steps if o.checkpoints is not None else None
-        with _labels_checked(self.loss), interrupt_requests() as interrupted:
+        watch = LossWatch()  # one per run: an explosion is measured against every epoch so far
+        with _labels_checked(self.loss), interrupt_requests() as asked:
+            reducer = runner.step.reducer
+            if reducer is not None:  # every process stops after the same step, whenever its signal came
+                reducer.requested = asked
+            stop = asked if reducer is None else reducer.stop_agreed
+            interrupted = asked if self.comm is None else (lambda: self.comm.any(asked()))
             for epoch in range(self.start.epoch, o.epochs + 1):
                 start = self.start if epoch == self.start.epoch else Position(epoch)
-                if start.batch == 0:
-                    self.backend.seed(o.seed * 1_000_003 + epoch)  # dropout per epoch; a resume restores it
+                if start.batch == 0:  # dropout per epoch (and process); a resume restores it
+                    self.backend.seed(dropout_seed(o.seed, epoch, self.rank))
                 end = run_epoch(runner, self.backend, start, epoch_order(self.x.shape[0], o.seed, epoch, o.shuffle),
                                 o.batch_size, f"epoch {epoch}/{o.epochs}", o.progress,
-                                self.checkpoint if every else None, every, interrupted)
+                                self.checkpoint if every else None, every, stop, watch)
                 if end.batch < self.batches:  # stopped by Ctrl-C / SIGTERM after a whole step
                     raise _interrupted(f"at epoch {epoch}, batch {end.batch}/{self.batches}", self.checkpoint(end))
                 saved = self.end_epoch(end)
@@ -159,7 +196,7 @@ class _Fit:
         logs: dict[str, Any] = {"epoch": end.epoch, "train_loss": end.loss_sum / end.seen,
                                 "samples_per_second": self.x.shape[0] / end.seconds, "seconds": end.seconds}
         if self.val is not None:
-            metrics = evaluate(self.model, self.loss, self.val[0], self.val[1], o.eval_batch_size)
+            metrics = evaluate(self.model, self.loss, self.val[0], self.val[1], o.eval_batch_size, self.comm)
             logs.update({f"{o.validation_prefix}_{k}": v for k, v in metrics.items()})
         self.history.epochs.append(logs)
         self.history.stopped_early = any([bool(cb.on_epoch_end(end.epoch, logs)) for cb in self.callbacks])
@@ -167,24 +204,29 @@ class _Fit:
 
 
 def make_runner(mode: str, backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                batch_size: int, on_nan: str, history: History, clip_norm: float | None = None) -> Any:
-    """The step body with its state, run eagerly per batch or ('graph') captured and replayed."""
-    step = Step(model, loss, optimizer, make_state(mode, backend, optimizer, on_nan, history), clip_norm)
+                batch_size: int, on_nan: str, history: History, clip_norm: float | None = None,
+                communicator: Communicator | None = None) -> Any:
+    """The step body with its state, run eagerly per batch or ('graph') captured and replayed; with a
+    communicator, on this process's part of each batch, its gradients summed across processes."""
+    step = Step(model, loss, optimizer, make_state(mode, backend, optimizer, on_nan, history), clip_norm,
+                reducer_for(communicator, optimizer, backend, PROGRESS_EVERY))
+    where = (0, 1) if communicator is None else (communicator.rank, communicator.size)
     if mode == "graph":
         from xpnet.training.captured import GraphRunner
 
-        return GraphRunner(step, backend, x, y, batch_size)
-    return EagerRunner(step, backend, x, y, batch_size)
+        return GraphRunner(step, backend, x, y, batch_size, *where)
+    return EagerRunner(step, backend, x, y, batch_size, *where)
 
 
 def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
-                batch_size: int, order: Any, progress: bool = False, desc: str = "", graph: bool = False
-                ) -> tuple[float, float]:
+                batch_size: int, order: Any, progress: bool = False, desc: str = "", graph: bool = False,
+                communicator: Communicator | None = None) -> tuple[float, float]:
     """One plain pass over the data (what fit runs each epoch, without checkpoints): (mean loss, seconds).
-    graph=True runs the step as a captured graph (see fit); its graphs are kept for the next call."""
+    graph=True runs the step as a captured graph (see fit); its graphs are kept for the next call.
+    communicator: data-parallel, as fit's."""
     with _labels_checked(loss):
         runner = make_runner(step_mode(backend, graph), backend, model, loss, optimizer, x, y, batch_size, "stop",
-                             History())
+                             History(), communicator=communicator)
         end = run_epoch(runner, backend, Position(), order, batch_size, desc or "epoch", progress)
     return end.loss_sum / end.seen, end.seconds
 
@@ -213,6 +255,16 @@ def _prepare(backend: Backend, model: Module, loss: Loss, data: tuple[Any, Any],
         classes = predict(model, x[:1, ...]).shape[1]  # also checks the input width, with the layer's message
         check_label_range(backend.xp, y, classes)
     return x, y
+
+
+def _check_optimizer(model: Module, optimizer: Optimizer) -> None:
+    """The optimizer must update this model's parameters: one built over another model's trains nothing here."""
+    own = {id(p) for p in model.parameters()}
+    foreign = sum(id(p) not in own for p in optimizer.params)
+    if foreign:
+        raise ValueError(f"{foreign} of the optimizer's {len(optimizer.params)} parameters are not this model's, "
+                         f"so fit would not train it; build the optimizer from the model you fit, e.g. "
+                         f"{type(optimizer).__name__}(model.parameters())")
 
 
 def _positive(name: str, value: int) -> None:

@@ -22,6 +22,7 @@ from xpnet.backends.ops import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
+from xpnet.distributed.reducer import GradientReducer
 from xpnet.errors import DivergedError
 from xpnet.training.diagnose import NonFiniteLoss, describe_nonfinite
 from xpnet.training.history import History
@@ -64,15 +65,19 @@ class HostState:
             raise NonFiniteLoss(float(value))
         self.loss_sum, self.seen = self.loss_sum + value * rows, self.seen + rows
 
-    def non_finite(self, value: float, where: str, model: Module, xb: Any) -> None:
-        """on_nan='skip': drop the step and say so; 'stop': raise naming the layer that went wrong."""
+    def non_finite(self, value: float, where: str, model: Module, xb: Any,
+                   reducer: GradientReducer | None = None) -> None:
+        """on_nan='skip': drop the step and say so; 'stop': raise naming the layer that went wrong (with a
+        reducer: on which processes)."""
         if self.on_nan == "skip":
             self.optimizer.zero_grad()
             self.history.skipped_steps += 1
             print(f"xpnet: skipped {where}: loss is {value}", file=sys.stderr)
             return
-        raise DivergedError(f"loss became {value} at {where}; {describe_nonfinite(model, xb)}; the weights were "
-                            f"not updated with it - {RETRY_HINT}")
+        detail = describe_nonfinite(model, xb) if reducer is None else \
+            reducer.diagnose(lambda: describe_nonfinite(model, xb))
+        raise DivergedError(f"loss became {value} at {where}; {detail}; the weights were not updated with it - "
+                            f"{RETRY_HINT}")
 
     def totals(self, epoch: int, first_batch: int) -> tuple[float, int]:
         return float(self.loss_sum), self.seen

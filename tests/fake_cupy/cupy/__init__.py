@@ -20,6 +20,7 @@ What it does NOT model:
     atomics' ordering differ), GEMMs are NumPy's, and results are checked against NumPy with tolerances;
   * lazy module loading and NVRTC: a RawModule is compiled when constructed, never lazily; the only
     related check is that a kernel is first fetched outside a capture;
+  * NCCL across real processes: its allReduce sums mirror copies of this process's buffer (cupy/_nccl.py);
   * more than one device, 2-D/3-D launch grids, graph-in-graph launches, CuPy's memory pools and most of
     CuPy's API beyond what xpnet calls.
 
@@ -170,6 +171,10 @@ cuda.device = _module("cupy.cuda.device", Device=Device)
 cuda.graph = _module("cupy.cuda.graph", Graph=Graph)
 cuda.stream = _module("cupy.cuda.stream", Stream=Stream, get_current_stream=get_current_stream)
 cuda.memory = _module("cupy.cuda.memory", MemoryPool=MemoryPool)
+from . import _nccl  # noqa: E402 - after cupy.cuda exists
+
+cuda.nccl = _module("cupy.cuda.nccl", get_unique_id=_nccl.get_unique_id, NcclCommunicator=_nccl.NcclCommunicator,
+                    NCCL_FLOAT32=_nccl.NCCL_FLOAT32, NCCL_FLOAT64=_nccl.NCCL_FLOAT64, NCCL_SUM=_nccl.NCCL_SUM)
 
 
 def _numpy_submodule(name: str, npmod: types.ModuleType) -> types.ModuleType:

@@ -1,0 +1,49 @@
+"""`xpnet train` as one of several processes: rank 0 alone prints and writes; the others keep quiet, exit
+with rank 0's code when all of them stop together, and end the job when one fails on its own."""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterator
+
+from xpnet.backends import Backend, get_backend
+from xpnet.backends.threads import set_threads
+from xpnet.distributed.communicator import Communicator
+from xpnet.distributed.failures import AGREED, exit_code, one_fails_all_end
+from xpnet.distributed.launch import device_communicator
+from xpnet.distributed.nccl import NcclCommunicator
+
+
+def run_on_processes(host: Communicator, backend_name: str | None, threads: int | None,
+                     train: Callable[[Backend, Communicator], int], fetch: Callable[[], object] | None = None) -> int:
+    """train(backend, communicator) on this process of `host`'s job: its GPU and NCCL for CuPy, its share of
+    the machine's cores unless --threads. fetch(): data to download once, by rank 0, before the others read it.
+    Everything runs under one_fails_all_end: a failure of this process alone ends the job."""
+    with one_fails_all_end(host):
+        # processes on one machine share its cores rather than each spinning a thread per core
+        set_threads(threads or max(1, (os.cpu_count() or 1) // host.local_size))
+        backend = get_backend(backend_name)
+        comm = device_communicator(host, backend)
+        if isinstance(comm, NcclCommunicator):
+            backend = comm.backend()
+        if fetch is not None:
+            if comm.rank == 0:
+                fetch()
+            comm.any(False)  # the others wait here until it is there
+        try:
+            with _quiet(comm.rank != 0):
+                return train(backend, comm)
+        except AGREED as exc:  # raised by every process at the same step: rank 0 reports it, once
+            if comm.rank == 0:
+                raise
+            return exit_code(exc)
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """stdout and stderr to nowhere while `quiet`: what they would say, rank 0 says."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield
