@@ -46,7 +46,7 @@ def junit(path: str, log: str = "") -> None:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:  # pytest was killed before writing it: read its -v lines
         text = Path(log).read_text(errors="replace") if log and Path(log).exists() else ""
-        ended = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", text, re.M)
+        ended = re.findall(r"^(\S+::.+?) (PASSED|FAILED|ERROR|SKIPPED)\b", text, re.M)  # ids may hold spaces
         failed = [name for name, how in ended if how in ("FAILED", "ERROR")]
         print(f"  no JUnit XML ({type(exc).__name__}); from the log: {len(ended)} tests ended, {len(failed)} "
               f"failed; the last to end: {ended[-1][0] if ended else 'none'}")

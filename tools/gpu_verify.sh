@@ -92,7 +92,7 @@ done
 
 # d. the benchmark at batch 128, Adam, 3 repeats; torch.compile in mode `default` (no autotuning in the budget)
 if wanted bench; then
-    step bench 150 "$PY" -m xpnet bench --backends cupy,cupy-graph,torch-cuda-eager,torch-cuda-graph,torch-cuda-compile \
+    step bench 120 "$PY" -m xpnet bench --backends cupy,cupy-graph,torch-cuda-eager,torch-cuda-graph,torch-cuda-compile \
         --batch-sizes 128 --optimizers adam --repeats 3 --compile-mode default --no-progress --json "$OUT/bench-gpu.json"
     report bench "$OUT/bench-gpu.json" || indent bench 5
 fi
@@ -103,7 +103,7 @@ PYTEST=("$PY" -m pytest -v -p no:cacheprovider --maxfail=500 -rfE)
 "$PY" -c "import pytest_timeout" 2>/dev/null && PYTEST+=(--timeout=45)
 if wanted tests-gpu; then
     # shellcheck disable=SC2086
-    step tests-gpu 90 "${PYTEST[@]}" --junitxml="$OUT/junit-gpu.xml" $GPU_FILES
+    step tests-gpu 120 "${PYTEST[@]}" --junitxml="$OUT/junit-gpu.xml" $GPU_FILES
     report junit "$OUT/junit-gpu.xml" "$LOGS/tests-gpu.log"
 fi
 if wanted tests-params; then
