@@ -16,8 +16,6 @@ FAKE_CUPY = os.environ.get("XPNET_TEST_FAKE_CUPY") == "1"
 if FAKE_CUPY:
     # tests/backends/test_cupy_on_fake.py runs the GPU-only test files in a subprocess with the CuPy test double
     # installed here, before anything imports cupy or decides a skip by whether a CUDA device is present.
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_cupy"))
     from install import install
 
