@@ -23,11 +23,28 @@ if FAKE_CUPY:
 
 from xpnet.backends import get_backend
 from xpnet.backends.cupy import cuda_device_present
+from xpnet.backends.threads import cores, set_threads, threads_fixed
 
-# The real MNIST files beside the checkout; $XPNET_TEST_MNIST names another folder (the GPU machine gets the
-# checkout only, so tools/gpu_session.sh points this at the copy it carries).
-SHARED_MNIST = Path(os.environ.get("XPNET_TEST_MNIST")
-                    or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+# Results depend on the CPU thread count in their last bits, and training chooses that count from timings
+# unless it is fixed; the suite fixes it (also for the commands it starts) so that runs compare bit for bit.
+# The choosing has its own tests (tests/training/test_thread_tuning.py), which free it again.
+set_threads(threads_fixed() or cores())
+
+# Real MNIST for the tests: $XPNET_TEST_MNIST if set, else a copy two levels up (the development machines and
+# CI keep one there), else xpnet's own cache, which `xpnet train mnist` fills on first use.
+BESIDE_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def mnist_folder() -> Path:
+    """The folder holding the four MNIST files, fetching them into the cache (as a user's first run would)
+    when no copy is at hand. A failed fetch fails the test that needs them; it never skips."""
+    from xpnet.data.mnist import FILES, default_data_dir, load_mnist
+
+    for folder in (os.environ.get("XPNET_TEST_MNIST"), BESIDE_MNIST):
+        if folder and all((Path(folder) / spec.gz_name).is_file() for spec in FILES):
+            return Path(folder)
+    load_mnist()
+    return default_data_dir()
 
 
 def _make(name: str):
@@ -57,9 +74,8 @@ def backend(request):
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The real MNIST files beside the checkout; a missing copy fails the test rather than skipping it."""
-    assert (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), f"real MNIST is missing at {SHARED_MNIST}"
-    return SHARED_MNIST
+    """The real MNIST files (see mnist_folder)."""
+    return mnist_folder()
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ class Wrapper(Module):
 
 
 def test_a_model_whose_names_start_with_model_loads(tmp_path):
-    loaded, _ = xn.load_model(xn.save_model(tmp_path / "w.safetensors", Wrapper()))
+    loaded = xn.load_model(xn.save_model(tmp_path / "w.safetensors", Wrapper()))
     assert [n for n, _ in loaded.named_parameters()] == ["model.weight", "model.bias"]
 
 
@@ -67,9 +67,9 @@ class ReLU(Module):  # a user's class that happens to share a built-in name
 
 def test_a_user_class_named_like_a_builtin_does_not_replace_it(tmp_path):
     model = xn.Sequential([xn.Dense(2, 2), xn.ReLU()])
-    loaded, _ = xn.load_model(xn.save_model(tmp_path / "m.safetensors", model))
+    loaded = xn.load_model(xn.save_model(tmp_path / "m.safetensors", model))
     assert type(loaded.layers[1]) is xn.ReLU
-    mine, _ = xn.load_model(xn.save_model(tmp_path / "u.safetensors", xn.Sequential([xn.Dense(2, 2), ReLU()])))
+    mine = xn.load_model(xn.save_model(tmp_path / "u.safetensors", xn.Sequential([xn.Dense(2, 2), ReLU()])))
     assert type(mine.layers[1]) is ReLU
 
 

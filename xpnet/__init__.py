@@ -7,7 +7,7 @@ from xpnet.core import (GELU, MAE, MSE, SGD, Adam, AdamW, AvgPool2D, BinaryCross
                         Reshape, Sequential, SiLU, Sigmoid, Softmax, SoftmaxCrossEntropy, Step, StepDecay, Swish, Tanh,
                         seed)
 from xpnet.errors import XpnetError
-from xpnet.io import Checkpoints, load_model, save_model
+from xpnet.io import Checkpoints, load_model, model_metadata, save_model
 from xpnet.training.fit import History, evaluate, fit, predict, train_step
 
 __version__ = "0.1.0"
@@ -17,5 +17,6 @@ __all__ = [
     "EarlyStopping", "Flatten", "GELU", "History", "Identity", "LeakyReLU", "Linear", "MAE", "MSE", "MaxPool2D",
     "Module", "Parameter", "ReLU", "Rescale", "Reshape", "SGD", "Sequential", "SiLU", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropy", "Step", "StepDecay", "Swish", "Tanh", "XpnetError", "available_backends",
-    "backend_for", "evaluate", "fit", "get_backend", "load_model", "predict", "save_model", "seed", "train_step",
+    "backend_for", "evaluate", "fit", "get_backend", "load_model", "model_metadata", "predict", "save_model", "seed",
+    "train_step",
 ]

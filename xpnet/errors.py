@@ -42,7 +42,18 @@ class DistributedError(XpnetError, RuntimeError):
 
 
 class TrainingInterrupted(XpnetError, KeyboardInterrupt):
-    """Training stopped on Ctrl-C or SIGTERM after a whole step; the message says where it was saved."""
+    """Training stopped on Ctrl-C or SIGTERM after a whole step; the message says where it was saved.
+
+    `checkpoint` is that file's path (None when no checkpoint directory was set), so a caller can act on it
+    (the command line words its own advice) without parsing the message."""
+
+    def __init__(self, message: str, checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        # Exceptions pickle their args only; the path must survive a trip between processes too.
+        return type(self), (str(self), self.checkpoint)
 
 
 class CorruptFileError(CheckpointError):

@@ -71,7 +71,7 @@ def make_schedule(name: str, total_steps: int) -> Callable[[float, int], float] 
 
 
 def mnist_test_only(data_dir: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    _, _, x_test, y_test = load_mnist(data_dir, progress=progress)
+    _, _, x_test, y_test = load_mnist(data_dir, progress=progress, verbose=True)
     return pixels(x_test), y_test.astype(np.int64)
 
 
@@ -85,7 +85,8 @@ MNIST_MODELS: dict[str, Callable[[str, int], Module]] = {"mlp": mnist_mlp, "lene
 
 
 def _mnist(backend: Backend, model_name: str, dtype: str, seed: int, data_dir: str | None, progress: bool) -> Problem:
-    x_train, y_train, x_test, y_test = load_mnist(data_dir, progress=progress)
+    # verbose: a first run's fetch says what it tries and what failed, even without a progress bar
+    x_train, y_train, x_test, y_test = load_mnist(data_dir, progress=progress, verbose=True)
     train = (backend.asarray(pixels(x_train), dtype), backend.asarray(y_train, "int64"))
     test = (backend.asarray(pixels(x_test), dtype), backend.asarray(y_test, "int64"))
     # The CLI checks every label once before training, so the per-batch check (a device read) is off.

@@ -178,7 +178,7 @@ def test_full_disk_fails_cleanly_and_keeps_the_old_file(tmp_path, monkeypatch, c
 
     monkeypatch.setattr("xpnet.io.atomic.os.fsync", no_space)
     assert "No space left on device" in _cli(["train", "linear", "--epochs", "50", "--no-progress", "--save",
-                                              str(target)], capsys)
+                                              str(target), "--overwrite"], capsys)
     assert target.read_bytes() == before  # the old model is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lin.safetensors"]  # and no temp file is left
 

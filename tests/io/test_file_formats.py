@@ -23,7 +23,8 @@ def _final() -> dict[str, np.ndarray]:
 
 
 def test_a_model_file_written_before_loads_with_its_weights():
-    model, meta = xn.load_model(DATA / "mlp-5-8-3.safetensors")
+    model = xn.load_model(DATA / "mlp-5-8-3.safetensors")
+    meta = xn.model_metadata(DATA / "mlp-5-8-3.safetensors")
     assert meta["note"] == "written by xpnet 0.1.0 before the training-step redesign"
     for name, value in _final().items():
         np.testing.assert_array_equal(np.asarray(model.state_dict()[name]), value)

@@ -185,7 +185,7 @@ def test_every_field_read_from_json_is_typed(tmp_path, case):
 def test_a_valid_file_still_loads_after_all_these_checks(tmp_path):
     model = xn.Sequential([xn.Rescale([2.0], [1.0]), xn.Dense(1, 3), xn.LeakyReLU(0.2), xn.Dense(3, 1)])
     path = xn.save_model(tmp_path / "m.safetensors", model, {"task": "linear", "nested": {"a": [1, {"b": None}]}})
-    loaded, meta = xn.load_model(path)
+    loaded, meta = xn.load_model(path), xn.model_metadata(path)
     assert meta["nested"] == {"a": [1, {"b": None}]} and repr(loaded) == repr(model)
     for a, b in zip(loaded.parameters(), model.parameters()):
         np.testing.assert_array_equal(a.value, b.value)

@@ -19,7 +19,7 @@ def test_model_saved_on_one_backend_loads_on_every_other(backend, tmp_path):
     path = xn.save_model(tmp_path / "m.safetensors", model, {"note": "hello"})
     targets = ["numpy", "strict"] + (["torch"] if importlib.util.find_spec("torch") else [])
     for target in targets:
-        loaded, meta = xn.load_model(path, target)
+        loaded, meta = xn.load_model(path, target), xn.model_metadata(path)
         assert meta == {"note": "hello"} and loaded.dtype == "float64"
         assert loaded.backend.name == target
         for k, v in loaded.state_dict().items():
@@ -31,7 +31,7 @@ def test_model_saved_on_one_backend_loads_on_every_other(backend, tmp_path):
 
 def test_rescale_and_architecture_round_trip(tmp_path):
     model = xn.Sequential([xn.Rescale([2.0], [1.0]), xn.Dense(1, 2), xn.LeakyReLU(0.2), xn.Dropout(0.1), xn.Dense(2, 1)])
-    loaded, _ = xn.load_model(xn.save_model(tmp_path / "r.safetensors", model))
+    loaded = xn.load_model(xn.save_model(tmp_path / "r.safetensors", model))
     assert repr(loaded) == repr(model)
     assert loaded.layers[2].alpha == 0.2 and loaded.layers[3].p == 0.1 and loaded.layers[0].scale == [2.0]
 

@@ -53,7 +53,7 @@ def test_lenet_save_load_round_trip(tmp_path):
     model = lenet(seed=3)
     x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
     path = xn.save_model(tmp_path / "lenet.safetensors", model, {"task": "mnist", "model": "lenet"})
-    loaded, metadata = xn.load_model(path)
+    loaded, metadata = xn.load_model(path), xn.model_metadata(path)
     assert metadata["model"] == "lenet"
     assert module_config(loaded) == module_config(model)
     assert repr(loaded.layers[0]) == "Reshape((1, 28, 28))" and repr(loaded.layers[1]) == "Conv2D(1, 6, 5, padding=2)"

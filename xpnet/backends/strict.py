@@ -18,6 +18,11 @@ class StrictBackend(Backend):
         super().__init__(xs, device if device is not None else xs.Device("CPU_DEVICE"),
                          {"array_api_strict": xs.__version__})
 
+    def describe_device(self) -> str:
+        # Device('CPU_DEVICE') -> 'cpu', as the other backends name theirs; the test devices keep their names
+        name = str(getattr(self.device, "_device", self.device))
+        return "cpu" if name == "CPU_DEVICE" else name
+
 
 def make(device: Any = None) -> StrictBackend:
     return StrictBackend(device)

@@ -1,4 +1,4 @@
-"""The benchmark's table (terminal), and its plot (matplotlib, optional)."""
+"""The benchmark's table for the terminal (the plot is in plot.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +35,7 @@ def throughput_table(result: dict[str, Any]) -> str:
     text.insert(1, "  ".join("-" * w for w in widths))
     cfg = result["config"]
     text.append(f"\n{cfg['samples']:,} MNIST samples per epoch, median of {cfg['repeats']} interleaved epochs after "
-                f"1 warm-up, {cfg['threads']} thread(s). Floor: {result['flops_per_sample']:,} FLOP/sample at "
-                f"{result['gemm_gflops']:.1f} GFLOP/s (float32 1024^3 GEMM, NumPy BLAS).")
+                f"1 warm-up, {cfg['threads']} thread(s). {floor_text(result)}")
     gpu = [name for name, info in result.get("contenders", {}).items() if info.get("gemm_gflops")]
     if gpu and result.get("gpu_gemm_gflops"):
         text.append(f"GPU contenders ({', '.join(gpu)}): floor at the GPU's float32 4096^3 GEMM rate, "
@@ -49,31 +48,11 @@ def throughput_table(result: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-def save_plot(result: dict[str, Any], path: str) -> None:
-    """samples/s against batch size, one line per contender and optimizer, log axes."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError('--plot needs matplotlib: pip install -e ".[bench]"') from None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    rows = result["rows"]
-    for name in dict.fromkeys(r["contender"] for r in rows):
-        for opt, style in zip(dict.fromkeys(r["optimizer"] for r in rows), ("-", "--", ":")):
-            pts = sorted((r["batch_size"], r["samples_per_second"]) for r in rows
-                         if r["contender"] == name and r["optimizer"] == opt)
-            if pts:
-                ax.plot(*zip(*pts), style, marker="o", label=f"{name} ({opt})")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("training samples / s")
-    model = result["config"].get("model", "mlp")
-    ax.set_title(f"MNIST {'MLP 784-128-64-10' if model == 'mlp' else 'LeNet-5'} training throughput")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def floor_text(result: dict[str, Any]) -> str:
+    """What "% of GEMM floor" divides by: the median of the per-round GEMM rates, with their spread."""
+    head = f"Floor: {result['flops_per_sample']:,} FLOP/sample at {result['gemm_gflops']:.1f} GFLOP/s"
+    rounds = result.get("gemm_gflops_rounds") or []
+    if not rounds:  # a result from before the GEMM was measured per round
+        return f"{head} (float32 1024^3 GEMM, NumPy BLAS)."
+    return (f"{head}, the median of {len(rounds)} float32 1024^3 GEMM measurements (NumPy BLAS, "
+            f"{min(rounds):.1f}-{max(rounds):.1f}), one per repeat round, interleaved with the contenders' epochs.")

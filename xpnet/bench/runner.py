@@ -1,5 +1,9 @@
 """Runs the contenders side by side: one worker process each, warm-up excluded, repeats interleaved
-(the order rotates every round, so drift on a shared machine spreads evenly), medians with min-max."""
+(the order rotates every round, so drift on a shared machine spreads evenly), medians with min-max.
+
+The CPU floor's GEMM rate is a participant in those rounds too: measured once per round, in its rotating
+place among the contenders' epochs, and the floor is the median over all rounds: a single measurement would
+catch one moment of a busy machine, and every "% of GEMM floor" would move with it."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -99,33 +103,47 @@ class Worker:
             self.process.kill()
 
 
-def run_throughput(config: BenchConfig, progress: Progress = lambda s: None) -> dict[str, Any]:
+def run_throughput(config: BenchConfig, progress: Progress = lambda s: None,
+                   gemm_timer: Callable[[], float] | None = None) -> dict[str, Any]:
     """Every contender x batch size x optimizer: samples/s over whole epochs. Returns a JSON-able dict.
 
+    gemm_timer: one float32 GEMM rate measurement in GFLOP/s (default: round_gemm_gflops), taken once per
+    repeat round; "gemm_gflops" is their median, "gemm_gflops_rounds" every one in the order taken.
     A contender that cannot run here (a CUDA one without a GPU; torch.compile failing at set-up) is left out
     and named under "skipped" with the reason; if none can run, BenchError says why for each."""
     from xpnet.backends.threads import set_threads
 
-    set_threads(config.threads)
-    progress("measuring float32 GEMM rate")
-    gemm = gemm_gflops()
+    set_threads(config.threads)  # the GEMM runs in this process, on as many threads as each contender
     flops = training_flops(config.model)
     skipped: dict[str, str] = {}
-    rows: list[Row] = []
+    times: dict[tuple[str, int, str], list[float]] = {}
+    gemm_rounds: list[float] = []
+    timer = gemm_timer or round_gemm_gflops
     workers = _start_workers(config, progress, skipped)
     try:
         info = {label(w.name): w.info for w in workers}
         # GPU contenders measure their GPU's GEMM rate; the best of those is every GPU contender's floor
         gpu_gemm = max((w.info.get("gemm_gflops") or 0.0 for w in workers), default=0.0) or None
-        floors = {w.name: gpu_gemm if w.info.get("gemm_gflops") else gemm for w in workers}
+        on_gpu = {w.name for w in workers if w.info.get("gemm_gflops")}
         for batch in config.batch_sizes:
             for optimizer in config.optimizers:
-                rows += _measure(workers, config, batch, optimizer, floors, flops, progress, skipped)
+                measured = _measure(workers, config, batch, optimizer, progress, skipped, timer, gemm_rounds)
+                times.update({(name, batch, optimizer): t for name, t in measured.items()})
     finally:
         for w in workers:
             w.close()
-    return {"config": asdict(config), "gemm_gflops": gemm, "gpu_gemm_gflops": gpu_gemm, "flops_per_sample": flops,
-            "contenders": info, "rows": [asdict(r) for r in rows], "skipped": skipped}
+    gemm = statistics.median(gemm_rounds)
+    rows = [_row(name, batch, optimizer, t, config.samples, flops, gpu_gemm if name in on_gpu else gemm)
+            for (name, batch, optimizer), t in times.items()]
+    return {"config": asdict(config), "gemm_gflops": gemm, "gemm_gflops_rounds": gemm_rounds,
+            "gpu_gemm_gflops": gpu_gemm, "flops_per_sample": flops, "contenders": info,
+            "rows": [asdict(r) for r in rows], "skipped": skipped}
+
+
+def round_gemm_gflops() -> float:
+    """One round's float32 1024^3 GEMM rate: best of 3 back-to-back products (a short burst, so the round's
+    own moment is what it measures; the median over rounds smooths the moments)."""
+    return gemm_gflops(repeats=3)
 
 
 def _start_workers(config: BenchConfig, progress: Progress, skipped: dict[str, str]) -> list[Worker]:
@@ -154,10 +172,12 @@ def label(name: str) -> str:
     return name if name in REFERENCE_NAMES else f"xpnet-{name}"
 
 
-def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: str, floors: dict[str, float],
-             flops: int, progress: Progress, skipped: dict[str, str]) -> list[Row]:
-    """One (batch size, optimizer): set-up and a warm-up epoch each, then interleaved repeats. A contender
-    that becomes unavailable at set-up leaves `workers` (closed) for the rest of the run, into `skipped`."""
+def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: str, progress: Progress,
+             skipped: dict[str, str], gemm_timer: Callable[[], float],
+             gemm_rounds: list[float]) -> dict[str, list[float]]:
+    """One (batch size, optimizer): set-up and a warm-up epoch each, then interleaved repeats, each round also
+    appending one GEMM measurement to `gemm_rounds`. Returns each contender's epoch seconds. A contender that
+    becomes unavailable at set-up leaves `workers` (closed) for the rest of the run, into `skipped`."""
     for w in list(workers):
         try:
             w.call("setup", batch, optimizer, config.seed, config.model)
@@ -170,17 +190,24 @@ def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: 
         w.call("epoch", 0)
     times: dict[str, list[float]] = {w.name: [] for w in workers}
     for r in range(config.repeats):
-        k = r % len(workers) if workers else 0
-        for w in workers[k:] + workers[:k]:
-            progress(f"{w.name} batch {batch} {optimizer}: repeat {r + 1}/{config.repeats}")
-            times[w.name].append(w.call("epoch", r + 1))
-    rows = []
-    for w in workers:
-        rates = [config.samples / t for t in times[w.name]]
-        median = statistics.median(rates)
-        rows.append(Row(label(w.name), batch, optimizer, median, min(rates), max(rates), times[w.name],
-                        median * flops / (floors[w.name] * 1e9), 60000 / median * 1e3))
-    return rows
+        order: list[Worker | None] = [*workers, None]  # None: the GEMM, rotating with the contenders
+        k = r % len(order)
+        for w in order[k:] + order[:k]:
+            if w is None:
+                progress(f"float32 GEMM rate: round {r + 1}/{config.repeats}")
+                gemm_rounds.append(gemm_timer())
+            else:
+                progress(f"{w.name} batch {batch} {optimizer}: repeat {r + 1}/{config.repeats}")
+                times[w.name].append(w.call("epoch", r + 1))
+    return times
+
+
+def _row(name: str, batch: int, optimizer: str, seconds: list[float], samples: int, flops: int,
+         floor_gflops: float) -> Row:
+    rates = [samples / t for t in seconds]
+    median = statistics.median(rates)
+    return Row(label(name), batch, optimizer, median, min(rates), max(rates), seconds,
+               median * flops / (floor_gflops * 1e9), 60000 / median * 1e3)
 
 
 def run_to_accuracy(config: BenchConfig, target: float, progress: Progress = lambda s: None) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import NoReturn, Sequence
 
-from xpnet.cli.output import one_line, print_error
+from xpnet.cli.output import interrupt_message, one_line, print_error
 from xpnet.errors import TrainingInterrupted, XpnetError
 
 EXIT_USAGE = 2
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on NumPy, CuPy, PyTorch or array-api-strict.",
         epilog="Examples:  xpnet train mnist   |   xpnet train mnist --backend torch --epochs 3   |   "
                "xpnet eval --model mnist-mlp.safetensors   |   xpnet bench --quick   |   xpnet info")
+    parser.add_argument("--version", action="version", version=f"xpnet {_version()}",
+                        help="print xpnet's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,bench,info}")
     backends = ["auto", *NAMES]
     _add_train_command(sub, backends)
@@ -70,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Show which array backends can run here, their library versions and devices; for a "
                    "GPU its name, compute capability, memory and CUDA versions.")
     return parser
+
+
+def _version() -> str:
+    from xpnet import __version__
+
+    return __version__
 
 
 def _add_train_command(sub: argparse._SubParsersAction, backends: list[str]) -> None:
@@ -103,19 +111,37 @@ def _add_recipe_arguments(train: argparse.ArgumentParser) -> None:
                        help="learning-rate schedule over the run (mnist: cosine; step: x0.1 after each third)")
     train.add_argument("--clip-norm", type=_positive_float, default=None, metavar="MAX",
                        help="clip the gradients to this global L2 norm before each update (default: no clipping)")
-    train.add_argument("--seed", type=int, default=0, help="seed for initial weights, shuffling and dropout")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="floating-point precision")
+    # seed and dtype default to None so that a resume can tell an option given from one left out
+    train.add_argument("--seed", type=int, default=None, help="seed for initial weights, shuffling and dropout "
+                       "(default 0)")
+    train.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                       help="floating-point precision (default float32)")
     train.add_argument("--data-dir", help="where MNIST is cached (default: $XPNET_DATA_DIR or the user cache dir)")
 
 
 def _add_file_arguments(train: argparse.ArgumentParser) -> None:
-    """Where a run's model and checkpoints go."""
-    train.add_argument("--save", metavar="FILE", help="model file to write (default: TASK-MODEL.safetensors)")
+    """Where a run's model and checkpoints go, and what a resume may change."""
+    from xpnet.cli.resume import override_option
+
+    train.add_argument("--save", metavar="FILE",
+                       help="model file to write (default: TASK-MODEL.safetensors; if that exists, the next free "
+                            "TASK-MODEL-2.safetensors, -3, ...: a default name is never overwritten). A FILE that "
+                            "exists is refused before training unless --overwrite")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the model file if it exists (--save FILE or the default name)")
     train.add_argument("--no-save", action="store_true", help="do not write a model file")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint there after every epoch")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest intact checkpoint in --checkpoint-dir (bit-identical to an "
-                            "uninterrupted run on the same machine)")
+                            "uninterrupted run on the same machine). Options left out take the checkpoint's "
+                            "values; one given that differs from them is refused (see --override), except "
+                            "--epochs and --early-stopping (to train longer or stop differently) and the options "
+                            "about files, output and hardware (--save, --json, --no-progress, --backend, --threads, "
+                            "--graph, --distributed, --keep, --checkpoint-every, --on-nan, --data-dir)")
+    train.add_argument("--override", type=override_option, action="append", metavar="OPTION",
+                       help="with --resume: let OPTION (lr or schedule; comma-separated or repeated for both) "
+                            "differ from the checkpoint, e.g. --resume --override lr --lr 0.001. The model, "
+                            "optimizer, weight decay, clipping, seed, batch size and dtype cannot change within a run")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS",
                        help="also checkpoint every STEPS batches within an epoch")
     train.add_argument("--keep", type=_positive_int, default=3, metavar="N",
@@ -130,9 +156,13 @@ def _add_run_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                        help="stop when the test loss has not improved for PATIENCE epochs")
     train.add_argument("--json", metavar="FILE", help="write per-epoch metrics and run details as JSON")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
-    train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch (default: the libraries' "
-                       "own; with several processes on a machine, its cores shared among them)")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (epoch lines still print); bars are drawn only when stderr is a "
+                            "terminal, never into a log file or a pipe")
+    train.add_argument("--threads", type=_positive_int, help="CPU threads for BLAS and torch, fixed for the run "
+                       "(default: training times its own steps and takes the fastest count, from 1 to one per core, "
+                       "choosing again when the machine's load changes; with several processes on a machine, its "
+                       "cores shared among them). A fixed count makes runs repeat bit for bit")
     train.add_argument("--distributed", choices=["auto", "mpi", "none"], default="auto",
                        help="data-parallel training across the processes an MPI launcher started (mpiexec -n 4 xpnet "
                             "train ...): auto (default) when it started more than one, mpi always (NCCL for cupy), "
@@ -178,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # xpnet reports NaN and overflow itself (naming the step and layer); numpy's warnings would only come first
         with np.errstate(all="ignore"):
             return _run(args)
-    except TrainingInterrupted as exc:
-        print_error(str(exc))
+    except TrainingInterrupted as exc:  # its message speaks of the Python API: say it in the command line's terms
+        print_error(interrupt_message(exc, bool(getattr(args, "resume", False))))
         return EXIT_INTERRUPTED
     except (XpnetError, ValueError, OSError) as exc:
         if os.environ.get("XPNET_DEBUG"):

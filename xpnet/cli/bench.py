@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import sys
 from typing import Any
 
@@ -13,7 +12,9 @@ from tqdm.auto import tqdm
 
 from xpnet.bench import runner
 from xpnet.bench.contenders import GPU_REFERENCE_NAMES, LR, REFERENCE_NAMES, XPNET_BACKENDS, canonical, known, supports
+from xpnet.bench.machine import machine
 from xpnet.bench.runner import BenchConfig
+from xpnet.cli.bench_under_load import check_under_load, run_under_load_command
 from xpnet.cli.output import write_json
 from xpnet.io.outputs import check_output_path
 
@@ -45,8 +46,13 @@ def default_contenders(model: str = "mlp") -> list[str]:
     return names
 
 
-def _csv(text: str | None, cast: Any = str) -> list[Any] | None:
-    return None if text is None else [cast(t.strip()) for t in text.split(",") if t.strip()]
+def _csv(text: str | None, cast: Any = str, what: str = "") -> list[Any] | None:
+    if text is None:
+        return None
+    try:
+        return [cast(t.strip()) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"{what} expects comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,42 +80,89 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "jobs through mpiexec): samples/s, speed-up and efficiency for each count with the cores "
                         "shared among its processes and for 1 process x 1 thread, with the allreduce's share of a "
                         "step; uses the first --batch-sizes and --optimizers (default 128, adam)")
+    p.add_argument("--under-load", nargs="?", type=int, const=1, metavar="PROCESSES",
+                   help="instead: `xpnet train mnist` (2 epochs a job, --repeats rounds, default 3; --quick: 1 epoch, "
+                        "1 round) with the default "
+                        "thread choice, 1 thread and one per core, each on the idle machine and beside PROCESSES "
+                        "busy processes (default 1): what another program on the machine does to training speed")
     p.add_argument("--to-accuracy", type=float, metavar="ACC",
                    help="instead: training time each backend needs to first reach test accuracy ACC (e.g. 0.975)")
     p.add_argument("--data-dir", help="where MNIST is cached")
     p.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="plot samples/s against batch size (needs matplotlib)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="PNG of samples/s against batch size, one colour per contender and one line style per "
+                        "optimizer, min-max bands; grouped bars for a single batch size (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line (there is none either when stderr is not a terminal)")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """`xpnet bench`: returns the exit code."""
-    from xpnet.bench.report import save_plot
     from xpnet.data.mnist import load_mnist
 
-    config = _config(args)
-    _validate(config)
-    for path, what in ((args.json, "--json"), (args.plot, "--plot")):
-        if path:
-            check_output_path(path, what)
+    config = check_options(args)  # all of them, before anything is fetched, started or measured
+    show = show_progress(args)
     if args.processes:
-        return _scaling(args, config)
-    if args.to_accuracy and config.model != "mlp":
-        raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
-                         "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
-    load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every worker
-    payload = {"machine": _machine(), **_measure(args, config)}
+        return _scaling(args, config, show)
+    if args.under_load is not None:
+        return run_under_load_command(args, show)
+    load_mnist(args.data_dir, progress=show)  # fetch once here, not in every worker
+    payload = {"machine": machine(), **_measure(args, config, show)}
     if args.json:
         write_json(args.json, payload)
-    if args.plot and not args.to_accuracy:
+    if args.plot:
+        from xpnet.bench.plot import save_plot
+
         save_plot(payload, args.plot)
         print(f"xpnet: plot written to {args.plot}")
     return 0
 
 
-def _machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine()}
+def check_options(args: argparse.Namespace) -> BenchConfig:
+    """The run's settings, or ValueError / XpnetError naming the first option that cannot work, so a mistake
+    costs nothing: no download, no worker, no measurement before it."""
+    config = _config(args)
+    _validate(config)
+    if args.processes and args.to_accuracy is not None:
+        raise ValueError("--processes and --to-accuracy are different runs; choose one")
+    if args.to_accuracy is not None:
+        if not 0 < args.to_accuracy <= 1:
+            raise ValueError(f"--to-accuracy is a test accuracy in (0, 1], e.g. 0.975; got {args.to_accuracy}")
+        if config.model != "mlp":
+            raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
+                             "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
+    if args.processes:
+        _check_processes(args.processes)
+    if args.under_load is not None:
+        check_under_load(args)
+    if args.plot and (args.processes or args.to_accuracy is not None or args.under_load is not None):
+        raise ValueError("--plot draws the throughput run (samples/s per batch size); it has nothing to plot "
+                         "with --processes, --to-accuracy or --under-load, whose results --json writes")
+    for path, what in ((args.json, "--json"), (args.plot, "--plot")):
+        if path:
+            check_output_path(path, what)
+    if args.plot:
+        from xpnet.bench.plot import require_matplotlib
+
+        require_matplotlib()
+    return config
+
+
+def _check_processes(text: str) -> None:
+    from xpnet.bench.scaling import mpiexec
+
+    counts = _csv(text, int, "--processes") or []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--processes expects positive process counts, e.g. 1,2; got {text!r}")
+    if max(counts) > 1:
+        mpiexec()  # several processes are an MPI job: say now if there is no mpiexec
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """The progress line only for a person watching: not with --no-progress, and not when stderr is a file or
+    a pipe (a CI log, `2> log`), where each refresh would be one more line of noise."""
+    isatty = getattr(sys.stderr, "isatty", None)  # sys.stderr may be None (pythonw) or a bare writer
+    return not args.no_progress and callable(isatty) and bool(isatty())
 
 
 def _config(args: argparse.Namespace) -> BenchConfig:
@@ -118,14 +171,18 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     named = list(dict.fromkeys(canonical(c) for c in _csv(args.backends) or []))  # xpnet-cupy = cupy, once
     return BenchConfig(
         contenders=named or default_contenders(args.model),
-        batch_sizes=_csv(args.batch_sizes, int) or ([128] if quick else ALL_BATCH_SIZES),
+        batch_sizes=_csv(args.batch_sizes, int, "--batch-sizes") or ([128] if quick else ALL_BATCH_SIZES),
         optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
-        repeats=args.repeats or (3 if quick else 5), samples=args.samples or (10000 if quick else 60000),
-        threads=args.threads or os.cpu_count() or 1, data_dir=args.data_dir, model=args.model,
+        repeats=_given(args.repeats, 3 if quick else 5), samples=_given(args.samples, 10000 if quick else 60000),
+        threads=_given(args.threads, os.cpu_count() or 1), data_dir=args.data_dir, model=args.model,
         compile_mode=args.compile_mode or ("default" if quick else None))
 
 
-def _scaling(args: argparse.Namespace, config: BenchConfig) -> int:
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value  # not `or`: a 0 given is refused by _validate, not replaced
+
+
+def _scaling(args: argparse.Namespace, config: BenchConfig, show: bool) -> int:
     """`xpnet bench --processes LIST`: the data-parallel scaling table (and JSON)."""
     from xpnet.bench.scaling import run_scaling, scaling_table
     from xpnet.data.mnist import load_mnist
@@ -134,28 +191,28 @@ def _scaling(args: argparse.Namespace, config: BenchConfig) -> int:
         config.batch_sizes = [128]
     if args.optimizers is None:
         config.optimizers = ["adam"]
-    load_mnist(args.data_dir, progress=not args.no_progress)  # fetch once here, not in every job
-    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
+    load_mnist(args.data_dir, progress=show)  # fetch once here, not in every job
+    with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
               file=sys.stderr) as bar:
-        result = run_scaling(config, _csv(args.processes, int) or [1], bar.set_postfix_str)
+        result = run_scaling(config, _csv(args.processes, int, "--processes") or [1], bar.set_postfix_str)
     print(f"model: {MODEL_NAMES[config.model]}")
     print(scaling_table(result))
     if args.json:
-        write_json(args.json, {"machine": _machine(), **result})
+        write_json(args.json, {"machine": machine(), **result})
     return 0
 
 
-def _measure(args: argparse.Namespace, config: BenchConfig) -> dict[str, Any]:
-    """Run the throughput or time-to-accuracy measurement under a progress line, print its results and
-    return them for the JSON file."""
+def _measure(args: argparse.Namespace, config: BenchConfig, show: bool) -> dict[str, Any]:
+    """Run the throughput or time-to-accuracy measurement under a progress line (if `show`), print its results
+    and return them for the JSON file."""
     from xpnet.bench.report import throughput_table
 
-    with tqdm(desc="xpnet bench", disable=args.no_progress, bar_format="{desc}: {elapsed} {postfix}",
+    with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
               file=sys.stderr) as bar:
         def progress(what: str) -> None:
             bar.set_postfix_str(what)
 
-        if args.to_accuracy:
+        if args.to_accuracy is not None:
             results = runner.run_to_accuracy(config, args.to_accuracy, progress)
             bar.close()
             _print_accuracy(results, args.to_accuracy)

@@ -6,7 +6,7 @@ import argparse
 from xpnet.backends import get_backend
 from xpnet.cli.output import versions, write_json
 from xpnet.errors import CheckpointError
-from xpnet.io.checkpoint import load_model
+from xpnet.io.checkpoint import load_model, model_metadata
 from xpnet.io.outputs import check_output_path
 from xpnet.recipes import test_data_for
 from xpnet.training.fit import evaluate
@@ -16,7 +16,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         check_output_path(args.json, "--json")
     backend = get_backend(args.backend)
-    model, metadata = load_model(args.model, backend)
+    model, metadata = load_model(args.model, backend), model_metadata(args.model)
     try:
         x, y, loss = test_data_for(metadata, backend, model.dtype, args.data_dir)
     except CheckpointError as exc:  # a metadata field of the file: say which file

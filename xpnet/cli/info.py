@@ -10,6 +10,8 @@ import os
 import platform
 from typing import Any
 
+from xpnet.cli.output import plural
+
 CUDA_VERSION_KEYS = ("cuda_runtime", "cuda_driver")  # CuPy's integers, e.g. 12080 for CUDA 12.8
 
 
@@ -58,7 +60,8 @@ def run_info() -> int:
     from xpnet import __version__
     from xpnet.backends import backend_status, get_backend
 
-    print(f"xpnet {__version__} on Python {platform.python_version()} ({platform.machine()}, {os.cpu_count()} CPUs)")
+    cpus = plural(os.cpu_count() or 1, "CPU")
+    print(f"xpnet {__version__} on Python {platform.python_version()} ({platform.machine()}, {cpus})")
     for s in backend_status():
         if not s.available:
             print(f"  {s.name:<7} unavailable: {s.reason}")

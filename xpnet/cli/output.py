@@ -16,6 +16,31 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """'1 epoch', '5 epochs', '60,000 samples': a count and its noun, in the number the count asks for."""
+    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"
+
+
+def show_progress(no_progress: bool, stream: Any = None) -> bool:
+    """Whether to draw progress bars: only on a terminal (a log file or a pipe would collect every redraw of
+    every bar), and not when --no-progress was given."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not no_progress and callable(isatty) and bool(isatty())
+
+
+def interrupt_message(exc: BaseException, resuming: bool) -> str:
+    """The command line's words for a run stopped by Ctrl-C or SIGTERM: where it stopped (the head of the
+    exception's message) and how to go on, in terms of the command line rather than the Python API."""
+    where = str(exc).split(";")[0].strip()
+    where = where if where.startswith("interrupted") else "interrupted"
+    again = "run the same command again" if resuming else "run the same command plus --resume"
+    saved = getattr(exc, "checkpoint", None)
+    if saved:  # the path stands alone before " (", so that a script can cut it out of the line
+        return f"{where}; checkpoint saved to {saved} (to continue, {again})"
+    return f"{where}; nothing saved: pass --checkpoint-dir DIR to be able to resume"
+
+
 def print_error(message: str) -> None:
     """`xpnet: MESSAGE` on stderr, the form every failure of a command takes."""
     print(f"xpnet: {message}", file=sys.stderr)

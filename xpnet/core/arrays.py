@@ -67,11 +67,22 @@ def check_matrix_input(owner: Any, x: Any, width: int, dtype: Any) -> None:
     if x.dtype != dtype:
         xp = namespace(x)
         got, want = dtype_name(xp, x.dtype), dtype_name(xp, dtype)
+        if got == want or want not in FLOAT_NAMES:  # the same name from two libraries: not a dtype problem
+            raise DTypeError(library_mismatch(layer, x, dtype))
         if not xp.isdtype(x.dtype, "real floating"):
             raise DTypeError(f"{layer} expects floating-point input ({want}), got {got}; "
                              f"convert it, e.g. xp.astype(x, xp.{want}) / 255 for pixels")
         raise DTypeError(f"{layer} has {want} weights but got {got} input; convert the input to {want} "
                          f"or move the model with model.to(backend, dtype='{got}')")
+
+
+def library_mismatch(layer: str, x: Any, weight_dtype: Any) -> str:
+    """The message for input of one array library into weights of another: it names both libraries, since
+    their dtypes print alike (float32 and float32) and the fix is to move the model, not cast the input."""
+    theirs = namespace(x).__name__.removeprefix("array_api_compat.")
+    ours = type(weight_dtype).__module__.split(".")[0]  # numpy.dtype, torch.dtype, array_api_strict._dtypes...
+    return (f"{layer} has weights of {ours} but got input of {theirs}; move the model to the input's backend: "
+            f"model.to(xpnet.backend_for(x)) (fit, evaluate and predict do this themselves)")
 
 
 def matmul(a: Any, b: Any) -> Any:

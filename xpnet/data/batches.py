@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from xpnet.backends import Backend, host_rng
+from xpnet.core.integers import default_int_name
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> Any:
@@ -18,7 +19,7 @@ def iterate_batches(backend: Backend, x: Any, y: Any, batch_size: int, order: An
     """(x_batch, y_batch) on the device, in `order` (host permutation) or in storage order if None,
     starting at batch `first_batch` (a resumed epoch skips the batches it already trained on)."""
     xp, n = backend.xp, x.shape[0]
-    index = None if order is None else backend.asarray(order, "int64")
+    index = None if order is None else backend.asarray(order, default_int_name(xp, backend.device))
     for start in range(first_batch * batch_size, n, batch_size):
         stop = min(start + batch_size, n)
         if index is None:

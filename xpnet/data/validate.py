@@ -15,8 +15,9 @@ def to_backend(backend: Backend, a: Any) -> Any:
     return transfer(a, backend)
 
 
-def check_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
-    """x as a floating array of `dtype` on `backend`; refuses integers, empty sets and NaN/inf."""
+def model_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
+    """x on `backend` as a floating array of `dtype`: floating inputs of another precision are cast (the
+    model's dtype decides, the same in fit, evaluate and predict); integers, bools and empty sets are refused."""
     xp = backend.xp
     x = to_backend(backend, x)
     if x.ndim == 0 or x.shape[0] == 0:
@@ -26,6 +27,13 @@ def check_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
                          f"({dtype}) - convert them first (for pixels: x.astype('{dtype}') / 255)")
     if dtype_name(xp, x.dtype) != dtype:
         x = xp.astype(x, backend.dtype(dtype))
+    return x
+
+
+def check_inputs(backend: Backend, x: Any, dtype: str, what: str) -> Any:
+    """model_inputs, also refusing NaN/inf: a whole set checked once, before training or evaluating on it."""
+    xp = backend.xp
+    x = model_inputs(backend, x, dtype, what)
     finite = xp.all(xp.isfinite(x), axis=tuple(range(1, x.ndim))) if x.ndim > 1 else xp.isfinite(x)
     if not bool(xp.all(finite)):
         first = int(xp.argmax(xp.astype(~finite, xp.int32)))
@@ -42,3 +50,19 @@ def check_targets(backend: Backend, y: Any, n: int, what: str) -> Any:
     if xp.isdtype(y.dtype, "real floating") and not bool(xp.all(xp.isfinite(y))):
         raise DataError(f"{what} targets contain NaN or inf")
     return y
+
+
+def data_pair(data: Any, what: str, y: Any = None, *, apart: bool = False) -> tuple[Any, Any]:
+    """(x, y) from a call's data: one (x, y) pair, as fit takes it, or x and `y` given apart where the call
+    allows both (`apart`: the TypeError for any other form then names both)."""
+    forms = "an (x, y) pair or as x, y" if apart else "an (x, y) pair"
+    if y is None:
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            return data[0], data[1]
+        kind = f"a {len(data)}-item {type(data).__name__}" if isinstance(data, (tuple, list)) else \
+            f"one {type(data).__name__}" + (" and no targets" if apart else "")
+        raise TypeError(f"{what} takes the data as {forms}; got {kind}")
+    if isinstance(data, (tuple, list)):
+        raise TypeError(f"{what} takes the data as {forms}; with y given, x must be an array, "
+                        f"got a {type(data).__name__}")
+    return data, y

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from xpnet.backends import Backend
+from xpnet.core.integers import default_int_name
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def local_batches(backend: Backend, x: Any, y: Any, batch_size: int, order: Any,
     """(x rows, y rows, part) of this process for every global batch from `first_batch` on, in `order` (a
     host permutation) or storage order if None."""
     xp, n = backend.xp, x.shape[0]
-    index = None if order is None else backend.asarray(order, "int64")
+    index = None if order is None else backend.asarray(order, default_int_name(xp, backend.device))
     for begin in range(first_batch * batch_size, n, batch_size):
         part = part_of(min(batch_size, n - begin), rank, size)
         lo, hi = begin + part.start, begin + part.stop

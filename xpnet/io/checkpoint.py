@@ -39,9 +39,10 @@ def _in_file(path: Any, call: Callable[[], Any]) -> Any:
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy") -> tuple[Module, dict[str, Any]]:
-    """(model on `backend`, metadata) from a file written by save_model or save_checkpoint. The header is
-    checked first (config, dtype, the tensors the config needs), then the arrays are read, then the model built."""
+def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy") -> Module:
+    """The model on `backend` from a file written by save_model or save_checkpoint (its metadata: see
+    model_metadata). The header is checked first (config, dtype, the tensors the config needs), then the
+    arrays are read, then the model built."""
     with SafetensorsFile(path) as f:
         fields = model_fields(path, f.metadata)
         prefix = "model." if "optimizer" in f.metadata else ""  # a checkpoint: take only the model's arrays
@@ -52,7 +53,17 @@ def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy")
         arrays = f.read_arrays()
     model = _in_file(path, lambda: module_from_config(fields.config)).to(get_backend(backend), dtype=fields.dtype)
     model.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-    return model, fields.metadata
+    return model
+
+
+def model_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The free-form metadata save_model stored with a model (task, preprocessing), or a checkpoint's, read from
+    the header alone: no array is read and no layer built. The file is opened and its header read and checked
+    as load_model does first (a regular file of bounded size, a bounded header, typed fields, xpnet's format,
+    dtype and config); the tensors are not compared with the config, and a damaged data section is noticed
+    only when the weights are loaded."""
+    with SafetensorsFile(path) as f:
+        return model_fields(path, f.metadata).metadata
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from xpnet.backends import Backend
+from xpnet.core.integers import default_int, default_int_name
 from xpnet.distributed.shard import Part, part_of
 from xpnet.training.state import DeviceState
 from xpnet.training.step import Step
@@ -40,8 +41,9 @@ class _Graph:
 class GraphBuffers:
     """The device arrays every replay reads and writes, kept across epochs with the graphs themselves."""
 
-    index: Any  # (n,) int64: this epoch's order
-    cursor: Any  # 0-d int64: the first row of the next batch within `index`
+    # Of the namespace's default integer dtype (int64 on CuPy): only xp.take reads them, no kernel of ours.
+    index: Any  # (n,): this epoch's order
+    cursor: Any  # 0-d: the first row of the next batch within `index`
     state: DeviceState
     graphs: dict[int, _Graph] = field(default_factory=dict)
     capture_failed: str = ""  # why a capture failed, once one has: from then on every step runs eagerly
@@ -57,8 +59,9 @@ def graph_buffers(step: Step, backend: Backend, x: Any, y: Any, batch_size: int,
     if cached is not None and _same(cached[0], key):
         return cached[1]
     xp, dev = backend.xp, backend.device
-    buf = GraphBuffers(index=xp.zeros((x.shape[0],), dtype=xp.int64, device=dev),
-                       cursor=xp.zeros((), dtype=xp.int64, device=dev), state=step.state)
+    int_dtype = default_int(xp, dev)
+    buf = GraphBuffers(index=xp.zeros((x.shape[0],), dtype=int_dtype, device=dev),
+                       cursor=xp.zeros((), dtype=int_dtype, device=dev), state=step.state)
     _cache[step.model] = (key, buf)
     return buf
 
@@ -81,7 +84,8 @@ class GraphRunner:
     def steps(self, epoch: int, order: Any, first_batch: int) -> Iterator[int]:
         n, size, buf = self.x.shape[0], self.batch_size, self.buf
         # Once per epoch: the order crosses to the device (one copy), the cursor is set.
-        buf.index[...] = self.backend.asarray(np.arange(n) if order is None else np.asarray(order), "int64")
+        buf.index[...] = self.backend.asarray(np.arange(n) if order is None else np.asarray(order),
+                                              default_int_name(self.backend.xp, self.backend.device))
         buf.cursor[...] = first_batch * size
         for start in range(first_batch * size, n, size):
             rows = min(size, n - start)
@@ -93,7 +97,8 @@ class GraphRunner:
     def _run(self, graph: _Graph) -> None:
         if graph.arange is None:
             xp, part = self.backend.xp, graph.part or Part(0, graph.rows, graph.rows, 1.0)
-            graph.arange = xp.arange(part.start, part.stop, dtype=xp.int64, device=self.backend.device)
+            graph.arange = xp.arange(part.start, part.stop, dtype=default_int(xp, self.backend.device),
+                                     device=self.backend.device)
         if graph.replay is not None and not _same(graph.bound, self._bound()):
             # Something rebound the weights or the optimizer state (a checkpoint loaded, model.to(...)):
             # the recorded graphs would go on updating the old arrays. Record afresh.

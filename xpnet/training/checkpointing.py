@@ -122,8 +122,8 @@ def _load_agreed(checkpoints: Checkpoints, model: Module, optimizer: Optimizer, 
 def _check_processes(state: dict[str, Any], communicator: Communicator | None, warn: Any) -> None:
     saved, now = int(state.get("processes", 1)), 1 if communicator is None else communicator.size
     if saved != now:  # the same batches and updates, summed in another order: not bit for bit
-        warn(f"the checkpoint was written by a run on {saved} process(es), this one has {now}: it continues "
-             f"the same trajectory to float rounding, not bit for bit")
+        warn(f"the checkpoint was written by a run on {saved} process{'es' * (saved != 1)}, this one has {now}: "
+             f"it continues the same trajectory to float rounding, not bit for bit")
 
 
 def _rank_rng(rng: dict[str, Any], rank: int) -> dict[str, Any]:

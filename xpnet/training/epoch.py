@@ -15,6 +15,9 @@ from xpnet.training.checkpointing import Position
 from xpnet.training.divergence import LossWatch
 
 PROGRESS_EVERY = 20  # steps between progress-bar loss updates: each one reads a value back from the device
+# An epoch shorter than this draws no bar: thousands of tiny epochs (train linear: 2,000 of 5 samples) would
+# otherwise flash a bar each, which says nothing the epoch lines do not.
+BAR_DELAY_S = 0.3
 
 
 def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_size: int, desc: str,
@@ -29,7 +32,7 @@ def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_
     every_window = progress or _reads_every_window(runner, backend)
     state.reset(start.loss_sum, start.seen)
     bar = tqdm(total=n, initial=start.seen, unit="sample", unit_scale=True, desc=desc, disable=not progress,
-               dynamic_ncols=True, leave=False)
+               dynamic_ncols=True, leave=False, delay=BAR_DELAY_S)
     batch, clock, last = start.batch, time.perf_counter(), num_batches(n, batch_size)
     for step, rows in enumerate(runner.steps(epoch, order, start.batch)):
         batch += 1

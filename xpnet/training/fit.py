@@ -15,15 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from xpnet.backends import Backend, backend_for
-from xpnet.core.arrays import namespace
+from xpnet.backends import Backend
 from xpnet.core.clip import check_max_norm
-from xpnet.core.losses import MAE, MSE, Loss, SoftmaxCrossEntropy, check_label_range
-from xpnet.core.metrics import accuracy, mae, mse, r2
+from xpnet.core.losses import Loss, SoftmaxCrossEntropy, check_label_range
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
 from xpnet.data.batches import epoch_order, num_batches
-from xpnet.data.validate import check_inputs, check_targets
+from xpnet.data.validate import check_inputs, check_targets, data_pair
 from xpnet.distributed.communicator import Communicator
 from xpnet.distributed.failures import one_fails_all_end
 from xpnet.errors import CheckpointError, TrainingInterrupted
@@ -32,9 +30,10 @@ from xpnet.io.dirlock import directory_lock
 from xpnet.training.checkpointing import Position, resume, save_position
 from xpnet.training.divergence import LossWatch
 from xpnet.training.epoch import PROGRESS_EVERY, run_epoch
+from xpnet.training.evaluation import evaluate, follow_inputs, metrics, outputs, predict
 from xpnet.training.history import History
 from xpnet.training.interrupts import interrupt_requests
-from xpnet.training.parallel import dropout_seed, predict_split, reducer_for
+from xpnet.training.parallel import dropout_seed, reducer_for
 from xpnet.training.step import EagerRunner, Step, make_state, train_step
 
 ON_NAN = ("stop", "skip")
@@ -69,42 +68,18 @@ class FitOptions:
             check_max_norm(self.clip_norm)
 
 
-def predict(model: Module, x: Any, batch_size: int = 1000) -> Any:
-    """The model's outputs for every row of x, in eval mode (no dropout), in batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        n = x.shape[0]
-        parts = [model.forward(x[i:min(i + batch_size, n), ...]) for i in range(0, n, batch_size)]
-    finally:
-        model.train(was_training)
-    return parts[0] if len(parts) == 1 else namespace(parts[0]).concat(parts, axis=0)
-
-
-def evaluate(model: Module, loss: Loss, x: Any, y: Any, batch_size: int = 1000,
-             communicator: Communicator | None = None) -> dict[str, float]:
-    """Loss plus accuracy (classification) or MSE/MAE/R^2 (regression) over the whole set; with a
-    communicator, each process predicts its share of the rows and every process gets the same metrics."""
-    out = predict(model, x, batch_size) if communicator is None else \
-        predict_split(predict, model, x, batch_size, communicator)
-    result = {"loss": float(loss.forward(out, y))}
-    if isinstance(loss, SoftmaxCrossEntropy):
-        result["accuracy"] = accuracy(out, y)
-    elif isinstance(loss, (MSE, MAE)):
-        result.update(mse=mse(out, y), mae=mae(out, y), r2=r2(out, y))
-    return result
-
-
 def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any], *, epochs: int = 1,
         batch_size: int = 32, validation: tuple[Any, Any] | None = None, seed: int = 0, shuffle: bool = True,
         callbacks: Iterable[Any] = (), progress: bool = False, checkpoints: Checkpoints | None = None,
         on_nan: str = "stop", validation_prefix: str = "val", eval_batch_size: int = 1000,
         graph: bool | None = None, clip_norm: float | None = None,
         communicator: Communicator | None = None) -> History:
-    """Train `model` on (x, y) arrays of any backend; the model moves to the arrays' backend.
+    """Train `model` on (x, y) arrays of any backend; the model and optimizer move to x's backend and device
+    (y and the validation pair follow x).
 
-    x: (n, features) floating (cast to the model's dtype); y: (n,) integer labels, (n, classes)
-    probabilities, or (n, outputs) regression targets. Returns the per-epoch History.
+    x: (n, features) floating, cast to the model's dtype as in evaluate and predict (integer or bool inputs
+    are refused); y: (n,) integer labels, (n, classes) probabilities, or (n, outputs) regression targets.
+    Returns the per-epoch History.
     graph: run each step as a captured device graph (None: wherever the backend supports capture, i.e.
     CuPy; False: eager). On a GPU the loss and NaN checks stay on the device and are read once per
     progress window; with on_nan='skip' a dropped step still counts in the schedule there.
@@ -116,6 +91,8 @@ def fit(model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, 
     """
     options = FitOptions(epochs, batch_size, seed, shuffle, progress, checkpoints, on_nan, validation_prefix,
                          eval_batch_size, graph, clip_norm, communicator)
+    train_data = data_pair(train_data, "fit")
+    validation = None if validation is None else data_pair(validation, "fit's validation")
     _check_optimizer(model, optimizer)
     # One run at a time in a checkpoint directory (process 0 of a data-parallel run writes for all of them).
     writer = checkpoints is not None and (communicator is None or communicator.rank == 0)
@@ -128,8 +105,7 @@ class _Fit:
 
     def __init__(self, model: Module, loss: Loss, optimizer: Optimizer, train_data: tuple[Any, Any],
                  validation: tuple[Any, Any] | None, callbacks: list[Any], options: FitOptions) -> None:
-        self.backend = backend = backend_for(train_data[0])
-        model.to(backend)
+        self.backend = backend = follow_inputs(model, train_data[0])
         optimizer.to(backend, model.dtype)
         self.model, self.loss, self.optimizer, self.callbacks, self.o = model, loss, optimizer, callbacks, options
         self.comm = options.communicator
@@ -196,8 +172,8 @@ class _Fit:
         logs: dict[str, Any] = {"epoch": end.epoch, "train_loss": end.loss_sum / end.seen,
                                 "samples_per_second": self.x.shape[0] / end.seconds, "seconds": end.seconds}
         if self.val is not None:
-            metrics = evaluate(self.model, self.loss, self.val[0], self.val[1], o.eval_batch_size, self.comm)
-            logs.update({f"{o.validation_prefix}_{k}": v for k, v in metrics.items()})
+            measured = metrics(self.model, self.loss, self.val[0], self.val[1], o.eval_batch_size, self.comm)
+            logs.update({f"{o.validation_prefix}_{k}": v for k, v in measured.items()})
         self.history.epochs.append(logs)
         self.history.stopped_early = any([bool(cb.on_epoch_end(end.epoch, logs)) for cb in self.callbacks])
         return self.checkpoint(Position(end.epoch, self.batches))
@@ -244,7 +220,7 @@ def step_mode(backend: Backend, graph: bool | None) -> str:
 def _interrupted(where: str, saved: str | None) -> TrainingInterrupted:
     return TrainingInterrupted(f"interrupted {where}; " + (
         f"checkpoint saved to {saved} (continue with --resume, or Checkpoints(resume=True))" if saved
-        else "nothing saved: no checkpoint directory was set"))
+        else "nothing saved: no checkpoint directory was set"), checkpoint=saved)
 
 
 def _prepare(backend: Backend, model: Module, loss: Loss, data: tuple[Any, Any], what: str) -> tuple[Any, Any]:
@@ -252,7 +228,7 @@ def _prepare(backend: Backend, model: Module, loss: Loss, data: tuple[Any, Any],
     x = check_inputs(backend, x, model.dtype or "float32", what)
     y = check_targets(backend, y, x.shape[0], what)
     if isinstance(loss, SoftmaxCrossEntropy) and backend.xp.isdtype(y.dtype, "integral"):
-        classes = predict(model, x[:1, ...]).shape[1]  # also checks the input width, with the layer's message
+        classes = outputs(model, x[:1, ...], 1).shape[1]  # also checks the input width, with the layer's message
         check_label_range(backend.xp, y, classes)
     return x, y
 

@@ -21,6 +21,7 @@ from xpnet.distributed.shard import Part, local_batches
 from xpnet.training.diagnose import NonFiniteLoss
 from xpnet.training.history import History
 from xpnet.training.state import DeviceState, HostState, StepState
+from xpnet.training.thread_tuning import tuner_for
 
 
 @dataclass
@@ -85,6 +86,7 @@ class EagerRunner:
                  size: int = 1) -> None:
         self.step, self.backend, self.x, self.y, self.batch_size = step, backend, x, y, batch_size
         self.state, self.rank, self.size = step.state, rank, size
+        self.tuner = tuner_for(backend, size)  # None where the thread count is fixed or not ours to choose
 
     def steps(self, epoch: int, order: Any, first_batch: int) -> Iterator[int]:
         """Train on every batch from `first_batch` on; yields each step's (global) row count once it is done."""
@@ -94,6 +96,9 @@ class EagerRunner:
         else:
             batches = local_batches(self.backend, self.x, self.y, self.batch_size, order, first_batch, self.rank,
                                     self.size)
+        tuner = self.tuner
+        if tuner is not None:
+            tuner.begin()
         for batch, (xb, yb, part) in enumerate(batches, first_batch + 1):
             self.step.begin()
             try:
@@ -101,4 +106,9 @@ class EagerRunner:
             except NonFiniteLoss as exc:  # only a HostState raises it
                 where = f"epoch {epoch}, batch {batch} (optimizer step {self.step.optimizer.steps + 1})"
                 self.state.non_finite(exc.value, where, self.step.model, xb, self.step.reducer)
-            yield xb.shape[0] if part is None else part.rows
+            rows = xb.shape[0] if part is None else part.rows
+            if tuner is not None:
+                tuner.end(rows)
+            yield rows
+            if tuner is not None:  # the time the caller spent (progress, checkpoints) is not the step's
+                tuner.begin()
