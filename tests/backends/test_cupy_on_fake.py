@@ -250,6 +250,8 @@ def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
     failures, errors = int(suite.get("failures", 0)), int(suite.get("errors", 0))
     total, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
     assert failures == errors == 0
-    assert total - skipped >= 400  # the GPU files and the cupy parameters really ran
+    # the GPU files and the cupy parameters really ran (430 here with torch installed, 390 without: the
+    # cross-backend tests that compare with torch skip then)
+    assert total - skipped >= 380
     reasons = {s.get("message", "") for s in suite.iter("skipped")}
     assert all("PyTorch with a CUDA GPU" in r or "not on the fake CuPy" in r for r in reasons), reasons

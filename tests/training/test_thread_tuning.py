@@ -73,11 +73,17 @@ def test_a_clear_win_for_fewer_threads_is_taken_and_a_small_one_is_not():
     assert t2.choice == 2
 
 
-def test_load_that_arrives_mid_run_is_noticed_within_a_second():
-    m = Machine({1: 1.1e-3, 2: 1e-3})
+def settled(cost: dict[int, float], choice: int) -> tuple[Machine, tt.ThreadTuner]:
+    """A tuner that has trained 1000 steps at these costs and chose `choice`."""
+    m = Machine(cost)
     t = tuner(m)
     m.train(t, 1000)
-    assert t.choice == 2
+    assert t.choice == choice
+    return m, t
+
+
+def test_load_that_arrives_mid_run_is_noticed_within_a_second():
+    m, t = settled({1: 1.1e-3, 2: 1e-3}, 2)
     m.cost[2] = 5e-3  # another process starts
     arrived = m.now
     while t.choice == 2:
@@ -87,10 +93,7 @@ def test_load_that_arrives_mid_run_is_noticed_within_a_second():
 
 
 def test_load_that_goes_away_gives_the_cores_back():
-    m = Machine({1: 1.1e-3, 2: 5e-3})
-    t = tuner(m)
-    m.train(t, 1000)
-    assert t.choice == 1
+    m, t = settled({1: 1.1e-3, 2: 5e-3}, 1)
     m.cost[2] = 0.7e-3  # the other process ended
     m.train(t, int(tt.RECHECK_SECONDS / 1.1e-3) + 500)
     assert t.choice == 2 and m.running == 2

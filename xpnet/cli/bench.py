@@ -131,10 +131,10 @@ def check_options(args: argparse.Namespace) -> BenchConfig:
         if config.model != "mlp":
             raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
                              "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
+    if args.under_load is not None:  # first: a run it excludes need not be checked further
+        check_under_load(args)
     if args.processes:
         _check_processes(args.processes)
-    if args.under_load is not None:
-        check_under_load(args)
     if args.plot and (args.processes or args.to_accuracy is not None or args.under_load is not None):
         raise ValueError("--plot draws the throughput run (samples/s per batch size); it has nothing to plot "
                          "with --processes, --to-accuracy or --under-load, whose results --json writes")
