@@ -47,7 +47,7 @@ def test_the_quick_start_prints_what_readme_shows(mnist_dir, tmp_path):
         a, b = EPOCH.fullmatch(ours), EPOCH.fullmatch(theirs)
         assert a and b, (ours, theirs)
         assert a[1] == b[1]
-        for i, tol in ((2, 0.002), (3, 0.004), (4, 0.2)):  # losses and accuracy (points of a percent)
+        for i, tol in ((2, 0.005), (3, 0.01), (4, 0.3)):  # losses and accuracy (points of a percent)
             assert abs(float(a[i]) - float(b[i])) <= tol, (ours, theirs)
     assert (tmp_path / "mnist-mlp.safetensors").exists()
 

@@ -10,7 +10,7 @@ from xpnet.errors import XpnetError
 from xpnet.io import Checkpoints, load_model, model_metadata, save_model
 from xpnet.training.fit import History, evaluate, fit, predict, train_step
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Adam", "AdamW", "AvgPool2D", "BinaryCrossEntropy", "Checkpoints", "Conv2D", "Cosine", "Dense", "Dropout",

@@ -254,4 +254,7 @@ def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
     # cross-backend tests that compare with torch skip then)
     assert total - skipped >= 380
     reasons = {s.get("message", "") for s in suite.iter("skipped")}
-    assert all("PyTorch with a CUDA GPU" in r or "not on the fake CuPy" in r for r in reasons), reasons
+    allowed = ["PyTorch with a CUDA GPU", "not on the fake CuPy"]
+    if importlib.util.find_spec("torch") is None:  # a lighter install: the tests that compare with torch skip
+        allowed += ["torch", "collection skipped"]
+    assert all(any(a in r for a in allowed) for r in reasons), reasons

@@ -66,7 +66,7 @@ def test_lines_have_a_colour_per_contender_and_a_style_per_optimizer(tmp_path):
     assert "samples/s" in ax.get_ylabel() and "batch size" in ax.get_xlabel()
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["32", "128", "512", "2048"]
     caption = " ".join(ax.get_title(loc="left").split())  # wrapped to the figure's width
-    assert "Test CPU 9000, 2 CPUs, 2 thread(s) per contender" in caption and "Median of 5" in caption
+    assert "Test CPU 9000, 2 CPUs, 2 threads per contender" in caption and "Median of 5" in caption
     assert "training throughput" in fig.get_suptitle()
     texts = _legend_beside_the_data(fig, ax)
     assert texts[:3] == list(CONTENDERS) and "Adam" in texts and "SGD" in texts and "min-max over repeats" in texts

@@ -119,3 +119,13 @@ def test_integer_or_bool_inputs_are_refused_alike_by_all_three(kind):
 def test_empty_inputs_are_refused_by_predict_with_the_fit_message():
     with pytest.raises(DataError, match="inputs are empty"):
         xn.predict(_trained(), np.zeros((0, 4), np.float32))
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5])
+def test_predict_and_evaluate_refuse_a_batch_size_that_is_not_positive(bad):
+    model = xn.Sequential([xn.Dense(3, 2)])
+    x, y = np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad!r}"):
+        xn.predict(model, x, batch_size=bad)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        xn.evaluate(model, xn.MSE(), (x, y), batch_size=bad)

@@ -8,6 +8,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.backends import get_backend, threads
+from xpnet.errors import DivergedError
 from xpnet.training import thread_tuning as tt
 from xpnet.training.step import EagerRunner, Step, make_state
 from xpnet.training.history import History
@@ -171,4 +172,50 @@ def test_a_real_fit_runs_its_steps_through_the_tuner(free, monkeypatch):
             break
         list(runner.steps(epoch, None, 0))
     assert runner.tuner.trials and set(runner.tuner.trials[0]) == {1, 2}  # both counts were timed on real steps
-    assert threads.current_threads() == runner.tuner.choice
+    assert threads.current_threads() in runner.tuner.counts
+
+
+def test_nothing_switches_before_the_first_step_and_training_gives_the_count_back():
+    m = Machine({1: 1e-3, 2: 1e-3})
+    t = tt.ThreadTuner([1, 2], clock=m.clock, switch=m.switch, before=2)
+    assert m.switches == []  # building a runner changes nothing
+    m.cost[2] = 5e-3
+    m.train(t, 300)
+    assert m.running == 1
+    t.restore()
+    assert m.running == 2 and m.switches[-1] == 2
+    m.train(t, 1)  # the next step is the tuner's again
+    assert m.running == 1
+
+
+def test_fit_puts_the_threads_back_even_when_it_fails(free, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(tt, "cores", lambda: 2)
+    threads.use_threads(2)
+    switched = []
+    monkeypatch.setattr(tt, "use_threads", lambda n: switched.append(n) or threads.use_threads(n))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 8)).astype(np.float32)
+    model = xn.Sequential([xn.Dense(8, 4), xn.ReLU(), xn.Dense(4, 1)])
+    y = x[:, :1] * 1e30  # an overflowing loss: fit stops with an error after its first steps
+    with pytest.raises(DivergedError, match="loss became inf"), np.errstate(over="ignore"):
+        xn.fit(model, xn.MSE(), xn.SGD(model.parameters(), lr=1.0), (x, y), epochs=3, batch_size=8)
+    assert switched and switched[0] == 1  # it did choose (1 is tried first) ...
+    assert threads.current_threads() == 2  # ... and gave the count back
+    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}
+
+
+def test_rechecks_back_off_while_the_load_stays_and_scale_with_slow_steps():
+    m, t = settled({1: 1.1e-3, 2: 5e-3}, 1)
+    intervals = []
+    for _ in range(4):
+        before = len(t.trials)
+        while len(t.trials) == before:
+            m.train(t, 100)
+        intervals.append(t.recheck)
+    assert intervals == [20.0, 40.0, 80.0, 80.0]  # steady load: each recheck waits twice as long, up to 80 s
+    slow = Machine({1: 1.0, 2: 4.0})  # a second a step: a trial takes tens of seconds
+    ts = tuner(slow)
+    slow.train(ts, 60)
+    assert ts.choice == 1 and ts.recheck >= tt.RECHECK_TRIALS * 10

@@ -5,10 +5,12 @@ import os
 import platform
 from typing import Any
 
+from xpnet.backends.threads import cores
+
 
 def machine() -> dict[str, Any]:
     """The machine a result was measured on, for the JSON and the plot's caption."""
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(), "cores_usable": cores(),
             "processor": platform.processor() or platform.machine(), "cpu_model": _cpu_model()}
 
 

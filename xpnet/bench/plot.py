@@ -178,7 +178,7 @@ def caption(result: dict[str, Any]) -> str:
     """Where and how it was measured: machine, threads, GPU if any, epochs and repeats."""
     m, cfg = result.get("machine", {}), result.get("config", {})
     cpu = m.get("cpu_model") or m.get("processor") or m.get("machine") or "unknown CPU"
-    where = f"{cpu}, {m.get('cpus', '?')} CPUs, {cfg.get('threads', '?')} thread(s) per contender"
+    where = f"{cpu}, {m.get('cpus', '?')} CPUs, {cfg.get('threads', '?')} thread{'' if cfg.get('threads') == 1 else 's'} per contender"
     gpus = {info["device"] for info in result.get("contenders", {}).values()
             if info.get("gemm_gflops") and info.get("device")}
     if gpus:

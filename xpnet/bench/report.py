@@ -35,7 +35,7 @@ def throughput_table(result: dict[str, Any]) -> str:
     text.insert(1, "  ".join("-" * w for w in widths))
     cfg = result["config"]
     text.append(f"\n{cfg['samples']:,} MNIST samples per epoch, median of {cfg['repeats']} interleaved epochs after "
-                f"1 warm-up, {cfg['threads']} thread(s). {floor_text(result)}")
+                f"1 warm-up, {cfg['threads']} thread{'s' * (cfg['threads'] != 1)}. {floor_text(result)}")
     gpu = [name for name, info in result.get("contenders", {}).items() if info.get("gemm_gflops")]
     if gpu and result.get("gpu_gemm_gflops"):
         text.append(f"GPU contenders ({', '.join(gpu)}): floor at the GPU's float32 4096^3 GEMM rate, "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from xpnet.backends.threads import cores
 from xpnet.bench.runner import BenchError
 
 JOB_TIMEOUT = 600  # seconds a job may take before it is killed (a hung collective fails the bench, not hangs it)
@@ -77,7 +78,7 @@ def run_scaling(config: Any, processes: list[int], progress: Callable[[str], Non
     worker_args = ["--model", config.model, "--batch-size", str(batch), "--optimizer", optimizer,
                    "--samples", str(config.samples), "--seed", str(config.seed)]
     worker_args += ["--data-dir", config.data_dir] if config.data_dir else []
-    todo = layouts(processes, os.cpu_count() or 1)
+    todo = layouts(processes, cores())
     results: dict[Layout, list[dict[str, Any]]] = {lay: [] for lay in todo}
     for r in range(config.repeats):
         for lay in todo[r % len(todo):] + todo[:r % len(todo)]:
@@ -91,7 +92,7 @@ def run_scaling(config: Any, processes: list[int], progress: Callable[[str], Non
         row["efficiency"] = row["speedup"] / (row["processes"] * row["threads"])
         row["vs_one_process"] = row["samples_per_second"] / alone["samples_per_second"]  # on as many threads as cores
     return {"scaling": {"model": config.model, "batch_size": batch, "optimizer": optimizer, "samples": config.samples,
-                        "rounds": config.repeats, "cores": os.cpu_count(), "rows": rows}}
+                        "rounds": config.repeats, "cores": cores(), "rows": rows}}
 
 
 def _row(lay: Layout, runs: list[dict[str, Any]]) -> dict[str, Any]:

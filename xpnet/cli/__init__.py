@@ -133,7 +133,7 @@ def _add_file_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint there after every epoch")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest intact checkpoint in --checkpoint-dir (bit-identical to an "
-                            "uninterrupted run on the same machine). Options left out take the checkpoint's "
+                            "uninterrupted run on the same machine with the same --threads). Options left out take the checkpoint's "
                             "values; one given that differs from them is refused (see --override), except "
                             "--epochs and --early-stopping (to train longer or stop differently) and the options "
                             "about files, output and hardware (--save, --json, --no-progress, --backend, --threads, "

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from xpnet.backends.threads import cores
 from xpnet.bench import runner
 from xpnet.bench.contenders import GPU_REFERENCE_NAMES, LR, REFERENCE_NAMES, XPNET_BACKENDS, canonical, known, supports
 from xpnet.bench.machine import machine
 from xpnet.bench.runner import BenchConfig
 from xpnet.cli.bench_under_load import check_under_load, run_under_load_command
-from xpnet.cli.output import write_json
+from xpnet.cli.output import show_progress, write_json
 from xpnet.io.outputs import check_output_path
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
@@ -101,12 +101,12 @@ def run_bench(args: argparse.Namespace) -> int:
     from xpnet.data.mnist import load_mnist
 
     config = check_options(args)  # all of them, before anything is fetched, started or measured
-    show = show_progress(args)
+    show = show_progress(args.no_progress)
     if args.processes:
         return _scaling(args, config, show)
     if args.under_load is not None:
         return run_under_load_command(args, show)
-    load_mnist(args.data_dir, progress=show)  # fetch once here, not in every worker
+    load_mnist(args.data_dir, progress=show, verbose=True)  # fetch once here, not in every worker
     payload = {"machine": machine(), **_measure(args, config, show)}
     if args.json:
         write_json(args.json, payload)
@@ -158,13 +158,6 @@ def _check_processes(text: str) -> None:
         mpiexec()  # several processes are an MPI job: say now if there is no mpiexec
 
 
-def show_progress(args: argparse.Namespace) -> bool:
-    """The progress line only for a person watching: not with --no-progress, and not when stderr is a file or
-    a pipe (a CI log, `2> log`), where each refresh would be one more line of noise."""
-    isatty = getattr(sys.stderr, "isatty", None)  # sys.stderr may be None (pythonw) or a bare writer
-    return not args.no_progress and callable(isatty) and bool(isatty())
-
-
 def _config(args: argparse.Namespace) -> BenchConfig:
     """The run's settings: the flags given, else the defaults (--quick: smaller ones)."""
     quick = args.quick
@@ -174,7 +167,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         batch_sizes=_csv(args.batch_sizes, int, "--batch-sizes") or ([128] if quick else ALL_BATCH_SIZES),
         optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
         repeats=_given(args.repeats, 3 if quick else 5), samples=_given(args.samples, 10000 if quick else 60000),
-        threads=_given(args.threads, os.cpu_count() or 1), data_dir=args.data_dir, model=args.model,
+        threads=_given(args.threads, cores()), data_dir=args.data_dir, model=args.model,
         compile_mode=args.compile_mode or ("default" if quick else None))
 
 
@@ -191,7 +184,7 @@ def _scaling(args: argparse.Namespace, config: BenchConfig, show: bool) -> int:
         config.batch_sizes = [128]
     if args.optimizers is None:
         config.optimizers = ["adam"]
-    load_mnist(args.data_dir, progress=show)  # fetch once here, not in every job
+    load_mnist(args.data_dir, progress=show, verbose=True)  # fetch once here, not in every job
     with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
               file=sys.stderr) as bar:
         result = run_scaling(config, _csv(args.processes, int, "--processes") or [1], bar.set_postfix_str)

@@ -17,7 +17,7 @@ def check_under_load(args: argparse.Namespace) -> None:
     if args.processes or args.to_accuracy is not None:
         raise ValueError("--under-load, --processes and --to-accuracy are different runs; choose one")
     ignored = [f"--{name.replace('_', '-')}" for name in ("backends", "batch_sizes", "optimizers", "samples",
-                                                          "threads") if getattr(args, name) is not None]
+                                                          "threads", "compile_mode") if getattr(args, name) is not None]
     if ignored or args.model != "mlp":
         raise ValueError(f"--under-load times the default `xpnet train mnist` (the MLP on numpy, every thread "
                          f"setting); it takes --repeats, --data-dir and --json, not {', '.join(ignored) or '--model'}")
@@ -29,7 +29,7 @@ def run_under_load_command(args: argparse.Namespace, show: bool) -> int:
     from xpnet.bench.under_load import run_under_load, under_load_table
     from xpnet.data.mnist import load_mnist
 
-    load_mnist(args.data_dir, progress=show)  # fetch once here, not in every job
+    load_mnist(args.data_dir, progress=show, verbose=True)  # fetch once here, not in every job
     with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
               file=sys.stderr) as bar:
         rounds = args.repeats if args.repeats is not None else (1 if args.quick else 3)

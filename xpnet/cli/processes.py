@@ -7,7 +7,7 @@ import os
 from typing import Any, Callable, Iterator
 
 from xpnet.backends import Backend, get_backend
-from xpnet.backends.threads import set_threads
+from xpnet.backends.threads import cores, set_threads
 from xpnet.distributed.communicator import Communicator
 from xpnet.distributed.failures import AGREED, exit_code, one_fails_all_end
 from xpnet.distributed.launch import device_communicator
@@ -24,7 +24,7 @@ def run_on_processes(host: Communicator, backend_name: str | None, threads: int 
     one_fails_all_end: a failure of this process alone (rank 0 refusing the command, say) ends the job."""
     with one_fails_all_end(host):
         # processes on one machine share its cores rather than each spinning a thread per core
-        set_threads(threads or max(1, (os.cpu_count() or 1) // host.local_size))
+        set_threads(threads or max(1, cores() // host.local_size))
         backend = get_backend(backend_name)
         comm = device_communicator(host, backend)
         if isinstance(comm, NcclCommunicator):

@@ -29,4 +29,3 @@ def default_int(xp: Any, device: Any = None) -> Any:
 def default_int_name(xp: Any, device: Any = None) -> str:
     """default_int's name ('int64', 'int32'), as Backend.asarray takes it."""
     return dtype_name(xp, default_int(xp, device))
-

@@ -18,6 +18,7 @@ def predict(model: Module, x: Any, batch_size: int = 1000) -> Any:
 
     As in fit, the model moves to x's backend and device first (it stays there), and floating x of another
     precision is cast to the model's dtype; integer or bool x is refused (scale pixels to floats first)."""
+    positive("batch_size", batch_size)
     backend = follow_inputs(model, x)
     return outputs(model, model_inputs(backend, x, model.dtype or "float32", "predict"), batch_size)
 
@@ -32,6 +33,7 @@ def evaluate(model: Module, loss: Loss, data: Any, y: Any = None, *, batch_size:
     that differs between x and y are refused. With a communicator, each process predicts its share of the
     rows and every process gets the same metrics."""
     x, y = data_pair(data, "evaluate", y, apart=True)
+    positive("batch_size", batch_size)
     backend = follow_inputs(model, x)
     x = check_inputs(backend, x, model.dtype or "float32", "evaluation data")
     y = check_targets(backend, y, x.shape[0], "evaluation data")
@@ -70,3 +72,9 @@ def metrics(model: Module, loss: Loss, x: Any, y: Any, batch_size: int,
     elif isinstance(loss, (MSE, MAE)):
         result.update(mse=mse(out, y), mae=mae(out, y), r2=r2(out, y))
     return result
+
+
+def positive(name: str, value: int) -> None:
+    """Refuse what is not a positive int (a bool is not), naming the argument."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -5,8 +5,8 @@
                    optimizer.step  <-  model.backward  <-  loss.backward
 
 One turn of it is the step body in step.py. Around it: validation each epoch, callbacks, checkpoints (each
-epoch and, optionally, every N steps) from which a killed run resumes bit-identically, a clean stop on
-Ctrl-C or SIGTERM, and a guard against NaN. Given a communicator, the same loop runs data-parallel across
+epoch and, optionally, every N steps) from which a killed run resumes bit-identically (at a fixed CPU thread
+count), a clean stop on Ctrl-C or SIGTERM, and a guard against NaN. Given a communicator, the same loop runs data-parallel across
 processes (xpnet/distributed/): one allreduce per step, rank 0 alone writes files.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from xpnet.io.dirlock import directory_lock
 from xpnet.training.checkpointing import Position, resume, save_position
 from xpnet.training.divergence import LossWatch
 from xpnet.training.epoch import PROGRESS_EVERY, run_epoch
-from xpnet.training.evaluation import evaluate, follow_inputs, metrics, outputs, predict
+from xpnet.training.evaluation import evaluate, follow_inputs, metrics, outputs, positive, predict
 from xpnet.training.history import History
 from xpnet.training.interrupts import interrupt_requests
 from xpnet.training.parallel import dropout_seed, reducer_for
@@ -57,8 +57,8 @@ class FitOptions:
     communicator: Communicator | None = None
 
     def __post_init__(self) -> None:
-        _positive("epochs", self.epochs)
-        _positive("batch_size", self.batch_size)
+        positive("epochs", self.epochs)
+        positive("batch_size", self.batch_size)
         if self.communicator is not None and self.batch_size < self.communicator.size:
             raise ValueError(f"batch_size {self.batch_size} is smaller than the {self.communicator.size} processes "
                              f"sharing each batch (batch_size is the global batch)")
@@ -144,7 +144,7 @@ class _Fit:
                              self.x, self.y, o.batch_size, o.on_nan, self.history, o.clip_norm, self.comm)
         every = o.checkpoints.every_steps if o.checkpoints is not None else None
         watch = LossWatch()  # one per run: an explosion is measured against every epoch so far
-        with _labels_checked(self.loss), interrupt_requests() as asked:
+        with _labels_checked(self.loss), interrupt_requests() as asked, _released(runner):
             reducer = runner.step.reducer
             if reducer is not None:  # every process stops after the same step, whenever its signal came
                 reducer.requested = asked
@@ -203,7 +203,8 @@ def train_epoch(backend: Backend, model: Module, loss: Loss, optimizer: Optimize
     with _labels_checked(loss):
         runner = make_runner(step_mode(backend, graph), backend, model, loss, optimizer, x, y, batch_size, "stop",
                              History(), communicator=communicator)
-        end = run_epoch(runner, backend, Position(), order, batch_size, desc or "epoch", progress)
+        with _released(runner):
+            end = run_epoch(runner, backend, Position(), order, batch_size, desc or "epoch", progress)
     return end.loss_sum / end.seen, end.seconds
 
 
@@ -243,9 +244,16 @@ def _check_optimizer(model: Module, optimizer: Optimizer) -> None:
                          f"{type(optimizer).__name__}(model.parameters())")
 
 
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+@contextmanager
+def _released(runner: Any) -> Iterator[None]:
+    """On the way out, however it is left, the runner hands back what it took for the run (the CPU thread
+    count it chose: the user's later work runs on the count it had before)."""
+    try:
+        yield
+    finally:
+        tuner = getattr(runner, "tuner", None)
+        if tuner is not None:
+            tuner.restore()
 
 
 @contextmanager

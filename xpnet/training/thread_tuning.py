@@ -11,8 +11,10 @@ model, the batch and whatever else the machine is doing, so the step itself is t
   and a count twice as slow as another is dropped from the trial at once (under load its steps cost most);
 - hold: the fastest count stays, unless it beats the count already held by less than MARGIN (so an idle
   machine keeps one setting instead of flipping on noise);
-- while holding, a held count that slows by SLOWDOWN (load arrived) starts a new trial, and so does
-  RECHECK_SECONDS spent on fewer threads than the most (the load may have gone).
+- while holding, a held count that slows by SLOWDOWN (load arrived) starts a new trial, and so does time
+  spent on fewer threads than the most (the load may have gone): RECHECK_SECONDS, or 20 trials' length where
+  steps are slow, doubling up to RECHECK_MAX_SECONDS while rechecks find the same count;
+- training over, the count in force before it is put back (restore()).
 
 Results depend on the thread count in the last bits (BLAS splits sums differently), so a run that must be
 bit-reproducible fixes the count (`--threads N`, set_threads); the tuner runs only where nobody did.
@@ -23,7 +25,7 @@ import time
 from typing import Callable
 
 from xpnet.backends import Backend
-from xpnet.backends.threads import cores, threads_fixed, use_threads
+from xpnet.backends.threads import cores, current_threads, threads_fixed, use_threads
 
 TRIAL_SECONDS = 0.04  # steps timed per candidate and round: longer than a scheduler's time slice or two
 MIN_STEPS = 3  # ... and at least this many
@@ -32,7 +34,9 @@ HOPELESS = 2.0  # a count this much slower than another in a trial is dropped fr
 MARGIN = 1.15  # another count must be this much faster than the one held to replace it
 SLOWDOWN = 1.5  # the held count this much slower than in the trial that chose it starts a new trial
 WATCH_SECONDS = 0.25  # the held count's speed is judged over blocks of this much training
-RECHECK_SECONDS = 10.0  # on fewer threads than the most, try them all again this often
+RECHECK_SECONDS = 10.0  # on fewer threads than the most, try them all again after this long ...
+RECHECK_TRIALS = 20  # ... and at least this many times the last trial's length (slow steps, long trials) ...
+RECHECK_MAX_SECONDS = 80.0  # ... doubling while rechecks change nothing (steady load), up to this
 
 
 def candidates(n: int) -> list[int]:
@@ -64,10 +68,15 @@ class ThreadTuner:
     """Times each step (begin/end around it) and switches the process's thread count to the fastest."""
 
     def __init__(self, counts: list[int], clock: Callable[[], float] = time.perf_counter,
-                 switch: Callable[[int], int] = use_threads) -> None:
-        self.counts, self.clock, self.switch = sorted(set(counts)), clock, switch
+                 switch: Callable[[int], int] | None = None, before: int | None = None) -> None:
+        self.counts, self.clock = sorted(set(counts)), clock
+        self.switch = switch or (lambda n: use_threads(n))  # looked up per call: tests stand in for it
+        self.before = before  # the count in force before training, put back by restore()
         self.choice = self.counts[-1]  # one thread per core until measured otherwise
-        self.running = 0
+        self.running = 0  # the count this tuner last put in force (0: none yet, or restored since)
+        self.wanted = 0  # the count the next step runs on
+        self.recheck = RECHECK_SECONDS
+        self.trial_began = 0.0
         self.plan: list[int] = []  # counts still to time in this trial, in order
         self.tallies: dict[int, _Tally] = {}
         self.stretch = _Tally()  # the count running now, since its switch (trial) or since the last check (hold)
@@ -79,8 +88,18 @@ class ThreadTuner:
         self._trial()
 
     def begin(self) -> None:
-        """A step (its batch gather included) starts now."""
+        """A step (its batch gather included) starts now: on the count it is to be timed on."""
+        if self.wanted != self.running:
+            self.running = self.switch(self.wanted)
+            self.untimed = 1
         self.mark = self.clock()
+
+    def restore(self) -> None:
+        """Put back the count that was in force before training (the user's later work is not ours to slow);
+        the next begin() puts the tuner's choice back."""
+        if self.running and self.before is not None and self.running != self.before:
+            self.switch(self.before)
+        self.running = 0
 
     def end(self, rows: int) -> None:
         """The step begun last has trained `rows` rows."""
@@ -99,12 +118,11 @@ class ThreadTuner:
     def _trial(self) -> None:
         self.plan = [c for _ in range(ROUNDS) for c in self.counts]
         self.tallies = {c: _Tally() for c in self.counts}
+        self.trial_began = self.clock()
         self._run(self.plan[0])
 
     def _run(self, n: int) -> None:
-        if n != self.running:
-            self.running = self.switch(n)
-            self.untimed = 1
+        self.wanted = n
         self.stretch = _Tally()
 
     def _time(self) -> None:
@@ -121,10 +139,15 @@ class ThreadTuner:
             return
         speeds = {c: t.per_row() for c, t in self.tallies.items()}
         best = min(speeds, key=speeds.__getitem__)
+        held = self.choice
         if speeds[best] * MARGIN < speeds[self.choice]:
             self.choice = best
         self._run(self.choice)
         self.baseline, self.chosen_at = speeds[self.choice], self.clock()
+        length = self.chosen_at - self.trial_began
+        steady = held == self.choice and self.trials
+        self.recheck = max(RECHECK_TRIALS * length, min(2 * self.recheck, RECHECK_MAX_SECONDS) if steady
+                           else RECHECK_SECONDS)
         self.trials.append(speeds)
 
     def _hopeless(self, tally: _Tally) -> bool:
@@ -134,7 +157,7 @@ class ThreadTuner:
     def _watch(self) -> None:
         slower = self.stretch.per_row() > SLOWDOWN * self.baseline
         self.stretch = _Tally()
-        if slower or (self.choice < self.counts[-1] and self.clock() - self.chosen_at > RECHECK_SECONDS):
+        if slower or (self.choice < self.counts[-1] and self.clock() - self.chosen_at > self.recheck):
             self._trial()
 
 
@@ -145,4 +168,4 @@ def tuner_for(backend: Backend, processes: int = 1) -> ThreadTuner | None:
     n = cores()
     if not cpu or n < 2 or processes > 1 or threads_fixed() is not None:
         return None
-    return ThreadTuner(candidates(n))
+    return ThreadTuner(candidates(n), before=current_threads())
