@@ -87,12 +87,8 @@ def check(name: str, ok: bool, detail: str) -> bool:
 def smoke() -> int:
     import cupy
 
-    import xpnet as xn
-    from xpnet.training import captured as graph_mode
-    from xpnet.backends import get_backend, transfer
     from xpnet.backends.cupy import cublas as cuda_blas
 
-    cp_backend, np_backend = get_backend("cupy"), get_backend("numpy")
     rng = np.random.default_rng(0)
     ok = True
     for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
@@ -119,23 +115,14 @@ def smoke() -> int:
             errs.append(float(cupy.max(cupy.abs(out - cuda_blas.gemm(a, b)))))
     ok &= check("captured gemm replays with new inputs", max(errs) == 0.0, f"max differences {errs}")
 
-    x = rng.normal(size=(600, 20)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
     runs = {}
     for graph in (True, False):
-        model = xn.Sequential([xn.Dense(20, 64, rng=np.random.default_rng(1)), xn.ReLU(), xn.Dropout(0.2),
-                               xn.Dense(64, 3, rng=np.random.default_rng(2))])
-        opt = xn.Adam(model.parameters(), lr=0.01)
-        hist = xn.fit(model, xn.SoftmaxCrossEntropy(), opt, (cp_backend.asarray(x), cp_backend.asarray(y)),
-                      epochs=3, batch_size=64, seed=1, graph=graph)
-        runs[graph] = ([transfer(p.value, np_backend) for p in model.parameters()], hist["train_loss"])
+        model, losses = _toy_fit(graph, dropout=True)
+        runs[graph] = (_weights(model), losses)
         if graph:
-            cached = graph_mode._cache.get(model)
-            buf = cached[1] if cached else None
-            captured = sorted(r for r, g in buf.graphs.items() if g.replay is not None) if buf else []
-            ok &= check("graph mode captured", bool(captured) and not buf.capture_failed,
-                        f"graphs for batch sizes {captured}; capture failure: {buf.capture_failed or 'none'}"
-                        if buf else "no graph buffers")
+            sizes, failure = _graphs(model)
+            ok &= check("graph mode captured", bool(sizes) and not failure,
+                        f"graphs for batch sizes {sizes}; capture failure: {failure or 'none'}")
     diff = max(float(np.max(np.abs(g - e))) for g, e in zip(runs[True][0], runs[False][0]))
     ok &= check("graph fit == eager fit (3 epochs, 30 steps, dropout)", diff <= 1e-6,
                 f"max weight difference {diff:.3e}; train losses {runs[True][1]} vs {runs[False][1]}")
@@ -182,29 +169,45 @@ def nccl() -> int:
     return 0 if ok else 1
 
 
-def _fit_pair(comm: Any, graph: bool) -> tuple[float, bool, str]:
-    """Max weight difference of fit with and without `comm`, and whether graph mode captured with it."""
+def _toy_fit(graph: bool, dropout: bool = False, communicator: Any = None) -> tuple[Any, list[float]]:
+    """A small classifier fit on CuPy for 3 epochs (30 steps), the same each call; (model, training losses)."""
     import xpnet as xn
-    from xpnet.backends import get_backend, transfer
-    from xpnet.training import captured as graph_mode
+    from xpnet.backends import get_backend
 
-    cp_backend, np_backend = get_backend("cupy"), get_backend("numpy")
-    rng = np.random.default_rng(0)
+    backend, rng = get_backend("cupy"), np.random.default_rng(0)
     x = rng.normal(size=(600, 20)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
-    runs, captured = [], True
-    for c in (None, comm):
-        model = xn.Sequential([xn.Dense(20, 64, rng=np.random.default_rng(1)), xn.ReLU(),
-                               xn.Dense(64, 3, rng=np.random.default_rng(2))])
-        xn.fit(model, xn.SoftmaxCrossEntropy(), xn.Adam(model.parameters(), lr=0.01),
-               (cp_backend.asarray(x), cp_backend.asarray(y)), epochs=3, batch_size=64, seed=1, graph=graph,
-               communicator=c)
-        runs.append([transfer(p.value, np_backend) for p in model.parameters()])
-        cached = graph_mode._cache.get(model)
-        if graph and c is not None:
-            captured = bool(cached and not cached[1].capture_failed and
-                            any(g.replay is not None for g in cached[1].graphs.values()))
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*runs))
+    model = xn.Sequential([xn.Dense(20, 64, rng=np.random.default_rng(1)), xn.ReLU(),
+                           *([xn.Dropout(0.2)] if dropout else []), xn.Dense(64, 3, rng=np.random.default_rng(2))])
+    hist = xn.fit(model, xn.SoftmaxCrossEntropy(), xn.Adam(model.parameters(), lr=0.01),
+                  (backend.asarray(x), backend.asarray(y)), epochs=3, batch_size=64, seed=1, graph=graph,
+                  communicator=communicator)
+    return model, hist["train_loss"]
+
+
+def _weights(model: Any) -> list[np.ndarray]:
+    from xpnet.backends import get_backend, transfer
+
+    return [transfer(p.value, get_backend("numpy")) for p in model.parameters()]
+
+
+def _graphs(model: Any) -> tuple[list[int], str]:
+    """(the batch sizes graph mode holds a captured step for, why a capture failed or '') of `model`."""
+    from xpnet.training import captured
+
+    cached = captured._cache.get(model)
+    if cached is None:
+        return [], "no graph buffers"
+    buf = cached[1]
+    return sorted(r for r, g in buf.graphs.items() if g.replay is not None), buf.capture_failed
+
+
+def _fit_pair(comm: Any, graph: bool) -> tuple[float, bool, str]:
+    """Max weight difference of fit with and without `comm`, and whether graph mode captured with it."""
+    alone, through = (_toy_fit(graph, communicator=c)[0] for c in (None, comm))
+    sizes, failure = _graphs(through)
+    captured = not graph or (bool(sizes) and not failure)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(_weights(alone), _weights(through)))
     return diff, captured, f"max weight difference {diff:.3e}, 30 steps" + (f"; captured: {captured}" if graph else "")
 
 

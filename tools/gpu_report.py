@@ -4,7 +4,8 @@
     python tools/gpu_report.py bench FILE.json            # samples/s per contender (median, min-max)
     python tools/gpu_report.py junit FILE.xml [LOG]       # passed/failed/skipped and the failures' first lines
 
-A missing or unreadable file is reported as such (exit 1), never as a traceback.
+A missing or unreadable file is reported as such (exit 1), never as a traceback; for junit, a missing XML
+(pytest killed before writing it) is summarised from the -v log instead.
 """
 from __future__ import annotations
 

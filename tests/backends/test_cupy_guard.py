@@ -1,4 +1,4 @@
-"""The CuPy guard kernel (backends/cupy/guard.py) keeps the same books as DeviceGuard's Array API path.
+"""The CuPy guard kernel (backends/cupy/guard.py) keeps the same books as DeviceState's Array API path.
 On the CPU its CUDA source is built for the host by the fake CuPy's builder (tests/fake_cupy/host_cuda.py)
 and run as one thread; on a GPU the real kernel runs."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""xpnet's CuPy path on the CPU: the cupy backend, its kernels, cuda_blas, graph mode, the device guard and
+"""xpnet's CuPy path on the CPU: the cupy backend, its kernels, cuBLAS (cublas.py), graph mode, the device guard and
 the bench contenders, run against the fake CuPy in tests/fake_cupy (its docstring says what the fake
 models and what it does not). Runs everywhere: CI has no GPU, and these are not GPU tests, so they never
 skip; g++ is required (it compiles the CUDA kernels for the host), and its absence fails them.
@@ -102,13 +102,13 @@ def test_mlp_fit_windowed_and_graph_match_numpy(kernel_cache):
         np.testing.assert_allclose(run["val_loss"], ref["val_loss"], rtol=1e-5)
     windowed, graph = r["windowed"]["counters"], r["graph"]["counters"]
     assert windowed["recorded"] == windowed["replays"] == windowed["gemm_captured_calls"] == 0  # eager CuPy
-    # One GEMM route: eager matmuls go through cuda_blas too (a step has 6 of them: 2 forward, 4 backward;
+    # One GEMM route: eager matmuls go through cublas.gemm too (a step has 6 of them: 2 forward, 4 backward;
     # the first layer's input gradient is skipped), so eager and captured steps compute the same bits.
     per_step = 5
     assert windowed["gemm_calls"] > per_step * 15  # the validation passes add theirs
     # Each batch size (64, 44) runs eagerly once, is captured the next time, then replayed: 15 - 2 replays.
     assert graph["replays"] == 13
-    assert graph["gemm_captured_calls"] > 0  # the matmuls went through cuda_blas into the graphs
+    assert graph["gemm_captured_calls"] > 0  # the matmuls went through cublas.gemm into the graphs
     # ... and the eager step before each capture took the same route (creating the handle outside capture):
     # beside the captured ones, graph mode calls cuBLAS for those 2 eager steps and for validation, as eager does.
     assert graph["gemm_captured_calls"] == 2 * per_step
@@ -231,7 +231,7 @@ def test_data_parallel_graph_mode_sums_through_nccl_inside_the_graph(kernel_cach
 
 
 def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
-    """The GPU-only tests (tests/test_cupy_*.py, test_cuda_blas.py, test_bench_gpu.py, the `cupy` parameter of
+    """The GPU-only tests (tests/backends/test_cupy_*.py, test_cuda_blas.py, test_bench_gpu.py, the `cupy` parameter of
     every backend-parametrised test, the GPU benchmarks) run here too, in a pytest subprocess whose conftest
     installs the fake first: a test that breaks a capture rule (a host read or copy inside a capture, a
     stream left capturing) fails on a CPU instead of on the rare GPU run. Skips allowed: torch on CUDA,
@@ -250,7 +250,7 @@ def test_every_gpu_test_passes_on_the_fake(kernel_cache, tmp_path):
     failures, errors = int(suite.get("failures", 0)), int(suite.get("errors", 0))
     total, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
     assert failures == errors == 0
-    # the GPU files and the cupy parameters really ran (430 here with torch installed, 390 without: the
+    # the GPU files and the cupy parameters really ran (416 here with torch installed, 390 without: the
     # cross-backend tests that compare with torch skip then)
     assert total - skipped >= 380
     reasons = {s.get("message", "") for s in suite.iter("skipped")}

@@ -109,3 +109,17 @@ def test_fused_kernels_are_called_and_change_nothing(monkeypatch):
     assert stand_ins["matmul"] >= 10 * (4 + 3 + 2)  # forward, dW for all, dx for all but the first Dense
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_copied_model_runs_its_own_layers_through_the_fused_pair(monkeypatch):
+    """Sequential plans the Dense+ReLU pair once; a deep copy made after that must not run the original's."""
+    import copy
+
+    install_stand_ins(monkeypatch)
+    model = xn.Sequential([xn.Dense(3, 4), xn.ReLU(), xn.Dense(4, 2)])
+    x = np.ones((2, 3), dtype=np.float32)
+    model.forward(x)  # the plan now exists
+    clone = copy.deepcopy(model)
+    clone.layers[0].weight.value[...] = 0
+    np.testing.assert_array_equal(clone.forward(x), np.zeros((2, 2), dtype=np.float32))  # every bias is zero
+    assert np.any(model.forward(x) != 0)

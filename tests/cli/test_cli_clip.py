@@ -31,19 +31,9 @@ def test_train_help_documents_clip_norm(capsys):
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], None), (["--clip-norm", "0.25"], 0.25)])
-def test_train_hands_clip_norm_to_fit(flags, expected, monkeypatch, capsys):
-    import xpnet.cli.train as train_cmd
-
-    seen = []
-    real_fit = train_cmd.fit
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["clip_norm"])
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(train_cmd, "fit", spy)
+def test_train_hands_clip_norm_to_fit(flags, expected, fit_calls, capsys):
     assert main(["train", "linear", "--epochs", "2", "--no-progress", "--no-save", *flags]) == 0
-    assert seen == [expected]
+    assert [call["clip_norm"] for call in fit_calls] == [expected]
 
 
 def test_a_clipped_run_trains_to_the_end(capsys):

@@ -34,21 +34,11 @@ def test_train_help_documents_the_graph_flags(capsys):
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], "absent"), (["--graph"], True), (["--no-graph"], False)])
-def test_train_passes_the_flag_to_fit(flags, expected, monkeypatch, tmp_path, capsys):
+def test_train_passes_the_flag_to_fit(flags, expected, fit_calls, monkeypatch, tmp_path, capsys):
     """--graph / --no-graph become fit(graph=True/False); without either, fit's own default (None) decides."""
-    import xpnet.cli.train as train_cmd
-
-    seen = {}
-    real_fit = train_cmd.fit
-
-    def spy(*args, **kwargs):
-        seen["graph"] = kwargs.pop("graph", "absent")
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(train_cmd, "fit", spy)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "linear", "--epochs", "1", "--no-save", "--no-progress", *flags]) == 0
-    assert seen["graph"] == expected
+    assert [call.get("graph", "absent") for call in fit_calls] == [expected]
     assert "learned y =" in capsys.readouterr().out
 
 

@@ -62,24 +62,11 @@ def test_no_bars_reach_stderr_that_is_not_a_terminal(monkeypatch, capsys):
     assert "\r" not in err and "sample" not in err, err[:300]
 
 
-def _fit_progress(monkeypatch) -> list[bool]:
-    seen = []
-    real_fit = train_cmd.fit
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs["progress"])
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(train_cmd, "fit", spy)
-    return seen
-
-
 @pytest.mark.parametrize(("flags", "shown"), [([], True), (["--no-progress"], False)])
-def test_a_terminal_gets_bars_unless_no_progress(monkeypatch, capsys, flags, shown):
-    seen = _fit_progress(monkeypatch)
+def test_a_terminal_gets_bars_unless_no_progress(fit_calls, monkeypatch, capsys, flags, shown):
     monkeypatch.setattr(sys, "stderr", _Terminal())
     assert main([*LINEAR, "--epochs", "2", *flags]) == 0
-    assert seen == [shown]
+    assert [call["progress"] for call in fit_calls] == [shown]
 
 
 class _InterruptAfterEpoch1(train_cmd.EpochPrinter):

@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-from xpnet.backends.threads import cores
-
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from xpnet.backends.threads import THREAD_VARS, cores
 
 
 def _train(tmp_path, *extra, env_threads=None):

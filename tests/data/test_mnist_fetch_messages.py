@@ -20,9 +20,6 @@ import pytest
 from xpnet.data import fetch_report, mnist, pickled
 from xpnet.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-
-
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -46,9 +43,9 @@ def _lines(text: str) -> list[str]:
     return text.strip().splitlines()
 
 
-def test_each_source_tried_each_failure_once_and_the_one_used(serve, refused_url, tmp_path, capsys):
+def test_each_source_tried_each_failure_once_and_the_one_used(mnist_dir, serve, refused_url, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    not_found, good = serve(tmp_path / "empty"), serve(SHARED)
+    not_found, good = serve(tmp_path / "empty"), serve(mnist_dir)
     mnist.load_mnist(tmp_path / "d", mirrors=[refused_url, not_found, good], progress=True)
     err = capsys.readouterr().err
     lines = _lines(err)
@@ -59,31 +56,31 @@ def test_each_source_tried_each_failure_once_and_the_one_used(serve, refused_url
     assert failed == [f"xpnet: MNIST: {refused_url} failed: connection refused (train-images-idx3-ubyte.gz)",
                       f"xpnet: MNIST: {not_found} failed: HTTP 404 File not found (train-images-idx3-ubyte.gz)"]
     assert sum(ln.startswith("xpnet: MNIST: got ") for ln in lines) == 4  # bytes of each file, as plain lines
-    sizes = [(SHARED / spec.gz_name).stat().st_size for spec in mnist.FILES]
+    sizes = [(mnist_dir / spec.gz_name).stat().st_size for spec in mnist.FILES]
     assert f"got train-images-idx3-ubyte.gz ({fetch_report.human_size(sizes[0])}, " in err
     assert lines[-1].startswith(f"xpnet: MNIST: using {good} ({fetch_report.human_size(sum(sizes))}): 4 files in ")
     assert "\r" not in err  # stderr is not a terminal: no bar
 
 
-def test_a_terminal_gets_a_byte_bar(serve, tmp_path, monkeypatch):
+def test_a_terminal_gets_a_byte_bar(mnist_dir, serve, tmp_path, monkeypatch):
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    mnist.load_mnist(tmp_path / "d", mirrors=[serve(SHARED)], progress=True)
+    mnist.load_mnist(tmp_path / "d", mirrors=[serve(mnist_dir)], progress=True)
     shown = terminal.getvalue()
     assert "train-images-idx3-ubyte.gz" in shown and "\r" in shown and "B/s" in shown
     assert "got train-images" not in shown  # the bar said it; no plain line besides
 
 
-def test_verbose_without_progress_says_the_lines_but_draws_no_bar(serve, tmp_path, monkeypatch):
+def test_verbose_without_progress_says_the_lines_but_draws_no_bar(mnist_dir, serve, tmp_path, monkeypatch):
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    mnist.load_mnist(tmp_path / "d", mirrors=[serve(SHARED)], verbose=True)
+    mnist.load_mnist(tmp_path / "d", mirrors=[serve(mnist_dir)], verbose=True)
     shown = terminal.getvalue()
     assert "\r" not in shown and "xpnet: MNIST: using " in shown
 
 
-def test_the_library_default_is_silent(serve, tmp_path, capsys):
-    mnist.load_mnist(tmp_path / "d", mirrors=[serve(SHARED)])
+def test_the_library_default_is_silent(mnist_dir, serve, tmp_path, capsys):
+    mnist.load_mnist(tmp_path / "d", mirrors=[serve(mnist_dir)])
     assert capsys.readouterr().err == ""
 
 
@@ -99,8 +96,8 @@ def test_each_kind_of_failure_is_said_in_a_few_words(error, said):
     assert fetch_report.reason(error, 30.0) == said
 
 
-def test_a_mirror_that_times_out_is_said_once_and_not_tried_again(serve, tmp_path, monkeypatch, capsys):
-    good = serve(SHARED)
+def test_a_mirror_that_times_out_is_said_once_and_not_tried_again(mnist_dir, serve, tmp_path, monkeypatch, capsys):
+    good = serve(mnist_dir)
     real_urlopen = mnist.urllib.request.urlopen
     asked = []
 

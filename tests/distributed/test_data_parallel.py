@@ -191,6 +191,42 @@ def test_a_stop_asked_of_one_rank_stops_all_after_the_same_step(tmp_path, monkey
     assert str(ranks[0]).split("saved to ")[1] == str(ranks[1]).split("saved to ")[1]
 
 
+def test_a_stop_agreed_in_one_run_does_not_end_the_next(tmp_path, monkeypatch):
+    """The reducer is cached per optimizer and, where reads wait for the device, reads the stop count once per
+    window: a resumed fit in the same processes (same optimizer) must not inherit the earlier run's stop."""
+    from contextlib import contextmanager
+    import threading
+
+    from xpnet.backends import get_backend
+
+    monkeypatch.setattr(get_backend("numpy"), "sync_costly", True)
+    stopping = {"on": True}
+
+    @contextmanager
+    def fake_requests():
+        yield lambda: stopping["on"] and threading.current_thread().name == "rank 1"
+
+    monkeypatch.setattr(fit_module, "interrupt_requests", fake_requests)
+    x, y = data(800)
+
+    def work(comm: Any) -> Any:
+        threading.current_thread().name = f"rank {comm.rank}"
+        m = model()
+        opt = make_optimizer("sgd", m.parameters(), 0.05)
+        kw = {"epochs": 1, "batch_size": 32, "communicator": comm}
+        with pytest.raises(TrainingInterrupted, match="batch 20/25"):  # read at the first window's end
+            xn.fit(m, xn.SoftmaxCrossEntropy(), opt, (x, y), checkpoints=xn.Checkpoints(tmp_path / f"r{comm.rank}"),
+                   **kw)
+        comm.any(False)
+        stopping["on"] = False
+        comm.any(False)
+        return xn.fit(m, xn.SoftmaxCrossEntropy(), opt, (x, y),
+                      checkpoints=xn.Checkpoints(tmp_path / "r0", resume=True), **kw)
+
+    ranks = ThreadGroup(2).run(work)
+    assert all(isinstance(r, xn.History) and len(r.epochs) == 1 for r in ranks), ranks
+
+
 def test_an_error_on_one_rank_ends_every_rank():
     """A failure of rank 1 alone (here a callback) would leave rank 0 waiting in its next collective: the
     job is ended instead (MPI_Abort; here the double's abort), with the rank and the message."""

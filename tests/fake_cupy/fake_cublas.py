@@ -1,11 +1,11 @@
 """A fake libcublas for xpnet/backends/cupy/cublas.py: a small C library exporting the cuBLAS functions that
-cuda_blas binds, each forwarding to Python, so cuda_blas's own `_bind` (the ctypes signatures) and its
+cublas.py binds, each forwarding to Python, so cublas.py's own `_bind` (the ctypes signatures) and its
 C-level calls are what run.
 
-Each GEMM is checked the way cuBLAS needs it for a CUDA graph (cuda_blas's docstring has the rules): a live
+Each GEMM is checked the way cuBLAS needs it for a CUDA graph (cublas.py's docstring has the rules): a live
 handle whose stream is the current stream, a workspace set again after every cublasSetStream, host pointer
 mode, sane sizes and leading dimensions. A failed check returns CUBLAS_STATUS_INVALID_VALUE with the reason
-as the status string, so cuda_blas raises it. Inside a capture the GEMM is recorded on the fake CuPy's tape
+as the status string, so cublas.py raises it. Inside a capture the GEMM is recorded on the fake CuPy's tape
 (alpha and beta baked in, as host-mode scalars are) and replayed with the graph.
 """
 from __future__ import annotations
@@ -196,7 +196,7 @@ class FakeCublas:
 
 
 def load() -> tuple[ctypes.CDLL, FakeCublas]:
-    """Build the shim, connect it to a FakeCublas; returns the library (unbound: cuda_blas._bind binds it)."""
+    """Build the shim, connect it to a FakeCublas; returns the library (unbound: cublas._bind binds it)."""
     lib = ctypes.CDLL(host_cuda.compile_shared(SHIM))
     lib.xl_fake_cublas_set_message.argtypes = [ctypes.c_char_p]
     fake = FakeCublas(lib)

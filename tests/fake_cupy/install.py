@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def install() -> tuple[types.ModuleType, object]:
-    """Put tests/fake_cupy first on sys.path, import the fake cupy, and give cuda_blas the fake cuBLAS.
+    """Put tests/fake_cupy first on sys.path, import the fake cupy, and give backends/cupy/cublas.py the fake cuBLAS.
     Returns (the cupy module, the FakeCublas)."""
     if "cupy" in sys.modules and not getattr(sys.modules["cupy"], "IS_FAKE", False):
         raise RuntimeError("a real CuPy is already imported in this process; the fake must come first")

@@ -1,7 +1,7 @@
 """CPU thread counts, set in one place for every library in the process.
 
-NumPy's BLAS and torch each keep a thread pool; two pools spinning on the same cores slowed both several
-times in a probe, so a run (and every benchmark worker) gives both the same count.
+NumPy's BLAS and torch each keep a thread pool; a run (and every benchmark worker) gives both the same count,
+so that together they start no more threads than it means to use.
 
 Two ways a count comes into force. `set_threads(n)` fixes it: the user's choice (`--threads`, or
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS set before the process started), which nothing
@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import sys
 
-_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # A count in the environment at start-up is the user's (or a parent process's) decision.
-_fixed: int | None = next((int(os.environ[v]) for v in _ENV if os.environ.get(v, "").isdigit()
+_fixed: int | None = next((int(os.environ[v]) for v in THREAD_VARS if os.environ.get(v, "").isdigit()
                            and int(os.environ[v]) > 0), None)
 _current: int | None = None
 
@@ -38,7 +38,7 @@ def set_threads(n: int | None) -> int:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     global _fixed
     _fixed = n
-    for var in _ENV:  # for libraries not loaded yet, and for child processes
+    for var in THREAD_VARS:  # for libraries not loaded yet, and for child processes
         os.environ[var] = str(n)
     return _apply(n)
 

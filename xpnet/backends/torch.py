@@ -19,8 +19,7 @@ class TorchBackend(Backend):
             import torch
         except ImportError:
             raise BackendUnavailable("torch: PyTorch is not installed (pip install torch==2.13.0, the version "
-                                     "xpnet is tested with; CPU-only: add --index-url "
-                                     "https://download.pytorch.org/whl/cpu)") from None
+                                     "xpnet is tested with)") from None
         self._torch = torch
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -29,10 +29,7 @@ def throughput_table(result: dict[str, Any]) -> str:
         lines.append([r["contender"], r["optimizer"], str(r["batch_size"]), f"{r['samples_per_second']:,.0f}",
                       f"{r['min_samples_per_second']:,.0f}-{r['max_samples_per_second']:,.0f}",
                       f"{epoch_ms:,.1f}", f"{100 * r['fraction_of_floor']:.0f}%", *ratios])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-            for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = aligned(lines, left=2)
     cfg = result["config"]
     text.append(f"\n{cfg['samples']:,} MNIST samples per epoch, median of {cfg['repeats']} interleaved epochs after "
                 f"1 warm-up, {cfg['threads']} thread{'s' * (cfg['threads'] != 1)}. {floor_text(result)}")
@@ -46,6 +43,16 @@ def throughput_table(result: dict[str, Any]) -> str:
     for name, reason in result.get("skipped", {}).items():
         text.append(f"skipped {name}: {reason}")
     return "\n".join(text)
+
+
+def aligned(lines: list[list[str]], left: int = 1) -> list[str]:
+    """A table's rows of cells as text lines: the first `left` columns flush left, the others flush right,
+    a rule of dashes under the first row (the head)."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return text
 
 
 def floor_text(result: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ class BenchConfig:
     seed: int = 0
     data_dir: str | None = None
     model: str = "mlp"  # or "lenet"
-    compile_mode: str | None = None  # torch-cuda-compile's torch.compile mode; None: contenders.COMPILE_MODE
+    compile_mode: str | None = None  # torch-cuda-compile's torch.compile mode; None: torch_cuda.COMPILE_MODE
 
 
 @dataclass
@@ -190,9 +190,7 @@ def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: 
         w.call("epoch", 0)
     times: dict[str, list[float]] = {w.name: [] for w in workers}
     for r in range(config.repeats):
-        order: list[Worker | None] = [*workers, None]  # None: the GEMM, rotating with the contenders
-        k = r % len(order)
-        for w in order[k:] + order[:k]:
+        for w in rotated([*workers, None], r):  # None: the GEMM, rotating with the contenders
             if w is None:
                 progress(f"float32 GEMM rate: round {r + 1}/{config.repeats}")
                 gemm_rounds.append(gemm_timer())
@@ -200,6 +198,13 @@ def _measure(workers: list[Worker], config: BenchConfig, batch: int, optimizer: 
                 progress(f"{w.name} batch {batch} {optimizer}: repeat {r + 1}/{config.repeats}")
                 times[w.name].append(w.call("epoch", r + 1))
     return times
+
+
+def rotated(items: list[Any], r: int) -> list[Any]:
+    """`items` in round `r`'s order: started r places further on each round, so that every item takes every
+    place in turn and a machine's drift over the run falls on all of them alike."""
+    k = r % len(items)
+    return items[k:] + items[:k]
 
 
 def _row(name: str, batch: int, optimizer: str, seconds: list[float], samples: int, flops: int,

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xpnet.backends.threads import cores
-from xpnet.bench.runner import BenchError
+from xpnet.bench.report import aligned
+from xpnet.bench.runner import BenchError, rotated
 
 JOB_TIMEOUT = 600  # seconds a job may take before it is killed (a hung collective fails the bench, not hangs it)
 
@@ -81,7 +82,7 @@ def run_scaling(config: Any, processes: list[int], progress: Callable[[str], Non
     todo = layouts(processes, cores())
     results: dict[Layout, list[dict[str, Any]]] = {lay: [] for lay in todo}
     for r in range(config.repeats):
-        for lay in todo[r % len(todo):] + todo[:r % len(todo)]:
+        for lay in rotated(todo, r):
             progress(f"{lay.label} round {r + 1}/{config.repeats}")
             results[lay].append(run_job(job_command(lay, worker_args)))
     rows = [_row(lay, runs) for lay, runs in results.items()]
@@ -115,10 +116,7 @@ def scaling_table(result: dict[str, Any]) -> str:
         lines.append([f"{r['processes']} x {r['threads']}", f"{r['samples_per_second']:,.0f}",
                       f"{r['min_samples_per_second']:,.0f}-{r['max_samples_per_second']:,.0f}",
                       f"{r['speedup']:.2f}x", f"{100 * r['efficiency']:.0f}%", f"{r['vs_one_process']:.2f}", share])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-            for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = aligned(lines)
     text.append(f"\n{s['model']}, global batch {s['batch_size']}, {s['optimizer']}, {s['samples']:,} samples per "
                 f"epoch; median of {s['rounds']} rounds (one job per layout and round, warm-up epoch excluded), "
                 f"{s['cores']} cores. Speed-up over 1 x 1; efficiency = speed-up / cores used.")

@@ -36,7 +36,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any] | None:
     from xpnet.core.optim import make_optimizer
     from xpnet.data.batches import epoch_order
     from xpnet.distributed.launch import communicator_for
-    from xpnet.models import lenet, mnist_mlp
+    from xpnet.recipes import MNIST_MODELS
     from xpnet.training.fit import train_epoch
 
     set_threads(args.threads)
@@ -44,7 +44,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any] | None:
     comm = communicator_for(args.distributed, backend)
     x_host, y_host = load_mnist_host(args.data_dir, args.samples)
     x, y = backend.asarray(x_host, "float32"), backend.asarray(y_host, "int64")
-    model = {"mlp": mnist_mlp, "lenet": lenet}[args.model](seed=args.seed).to(backend)
+    model = MNIST_MODELS[args.model]("float32", args.seed).to(backend)
     optimizer = make_optimizer(args.optimizer, model.parameters(), LR[args.optimizer])
     loss = SoftmaxCrossEntropy(check_labels=False)
     seconds, reduce_seconds = [], []

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from xpnet.backends.threads import cores
-from xpnet.bench.runner import BenchError
+from xpnet.backends.threads import THREAD_VARS, cores
+from xpnet.bench.report import aligned
+from xpnet.bench.runner import BenchError, rotated
 
 JOB_TIMEOUT = 600  # seconds: a collapsed run on a loaded 2-core machine takes a few times the quiet one
 SPIN = "while True: pass"
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def run_under_load(epochs: int = 2, rounds: int = 3, load: int = 1, backend: str
     todo = jobs(cores())
     runs: dict[Job, list[dict[str, Any]]] = {j: [] for j in todo}
     for r in range(rounds):
-        for job in todo[r % len(todo):] + todo[:r % len(todo)]:
+        for job in rotated(todo, r):
             progress(f"{job.label}, round {r + 1}/{rounds}")
             runs[job].append(run_job(job, epochs, backend, data_dir, load))
     rows = [_row(job, found) for job, found in runs.items()]
@@ -132,10 +132,7 @@ def under_load_table(result: dict[str, Any]) -> str:
     for threads in dict.fromkeys(r["threads"] for r in u["rows"]):
         q, ld = (next(r for r in u["rows"] if r["threads"] == threads and r["loaded"] == x) for x in (False, True))
         lines.append([str(threads)] + _cells(q) + _cells(ld) + [f"{ld['samples_per_second'] / q['samples_per_second']:.2f}x"])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-            for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = aligned(lines)
     spin = f"{u['load_processes']} busy process{'es' * (u['load_processes'] != 1)}"
     text.append(f"\n`xpnet train mnist --backend {u['backend']} --epochs {u['epochs']}` per job, {u['cores']} cores; "
                 f"loaded: beside {spin} (a pure-Python loop each); median of {u['rounds']} interleaved rounds of the "

@@ -23,9 +23,9 @@ class XpnetContender(Contender):
               model: str = "mlp") -> None:
         from xpnet.core.losses import SoftmaxCrossEntropy
         from xpnet.core.optim import make_optimizer
-        from xpnet.models import lenet, mnist_mlp
+        from xpnet.recipes import MNIST_MODELS
 
-        self.model = {"mlp": mnist_mlp, "lenet": lenet}[model](seed=seed).to(self.backend)
+        self.model = MNIST_MODELS[model]("float32", seed).to(self.backend)
         self.optimizer = make_optimizer(optimizer, self.model.parameters(), LR[optimizer])
         self.loss = SoftmaxCrossEntropy(check_labels=False)
         self.x, self.y = self.backend.asarray(x, "float32"), self.backend.asarray(y, "int64")

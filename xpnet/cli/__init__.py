@@ -235,11 +235,6 @@ def _run(args: argparse.Namespace) -> int:
         from xpnet.cli.bench import run_bench
 
         return run_bench(args)
+    from xpnet.cli.info import run_info
+
     return run_info()
-
-
-def run_info() -> int:
-    """`xpnet info`."""
-    from xpnet.cli.info import run_info as run
-
-    return run()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from xpnet.backends.threads import cores
 from xpnet.bench import runner
@@ -15,7 +12,7 @@ from xpnet.bench.contenders import GPU_REFERENCE_NAMES, LR, REFERENCE_NAMES, XPN
 from xpnet.bench.machine import machine
 from xpnet.bench.runner import BenchConfig
 from xpnet.cli.bench_under_load import check_under_load, run_under_load_command
-from xpnet.cli.output import show_progress, write_json
+from xpnet.cli.output import show_progress, status_line, write_json
 from xpnet.io.outputs import check_output_path
 
 ALL_BATCH_SIZES = [32, 128, 512, 2048]
@@ -131,7 +128,7 @@ def check_options(args: argparse.Namespace) -> BenchConfig:
         if config.model != "mlp":
             raise ValueError("--to-accuracy times the default `xpnet train mnist` recipe, which trains the MLP; "
                              "drop --model, or time LeNet with `xpnet train mnist --model lenet --json FILE`")
-    if args.under_load is not None:  # first: a run it excludes need not be checked further
+    if args.under_load is not None:  # before --processes is checked: a run it excludes needs no mpiexec
         check_under_load(args)
     if args.processes:
         _check_processes(args.processes)
@@ -166,7 +163,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         contenders=named or default_contenders(args.model),
         batch_sizes=_csv(args.batch_sizes, int, "--batch-sizes") or ([128] if quick else ALL_BATCH_SIZES),
         optimizers=_csv(args.optimizers) or (["adam"] if quick else ["sgd", "adam"]),
-        repeats=_given(args.repeats, 3 if quick else 5), samples=_given(args.samples, 10000 if quick else 60000),
+        repeats=_given(args.repeats, 3 if quick else 5), samples=_given(args.samples, 10000 if quick else MNIST_TRAIN_SIZE),
         threads=_given(args.threads, cores()), data_dir=args.data_dir, model=args.model,
         compile_mode=args.compile_mode or ("default" if quick else None))
 
@@ -185,8 +182,7 @@ def _scaling(args: argparse.Namespace, config: BenchConfig, show: bool) -> int:
     if args.optimizers is None:
         config.optimizers = ["adam"]
     load_mnist(args.data_dir, progress=show, verbose=True)  # fetch once here, not in every job
-    with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
-              file=sys.stderr) as bar:
+    with status_line(show) as bar:
         result = run_scaling(config, _csv(args.processes, int, "--processes") or [1], bar.set_postfix_str)
     print(f"model: {MODEL_NAMES[config.model]}")
     print(scaling_table(result))
@@ -200,20 +196,16 @@ def _measure(args: argparse.Namespace, config: BenchConfig, show: bool) -> dict[
     and return them for the JSON file."""
     from xpnet.bench.report import throughput_table
 
-    with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
-              file=sys.stderr) as bar:
-        def progress(what: str) -> None:
-            bar.set_postfix_str(what)
-
-        if args.to_accuracy is not None:
-            results = runner.run_to_accuracy(config, args.to_accuracy, progress)
-            bar.close()
-            _print_accuracy(results, args.to_accuracy)
-            return {"to_accuracy": results}
-        measured = runner.run_throughput(config, progress)
-        bar.close()
-    print(f"model: {MODEL_NAMES[config.model]}")
-    print(throughput_table(measured))
+    with status_line(show) as bar:
+        if args.to_accuracy is None:
+            measured = runner.run_throughput(config, bar.set_postfix_str)
+        else:
+            measured = {"to_accuracy": runner.run_to_accuracy(config, args.to_accuracy, bar.set_postfix_str)}
+    if args.to_accuracy is None:
+        print(f"model: {MODEL_NAMES[config.model]}")
+        print(throughput_table(measured))
+    else:
+        _print_accuracy(measured["to_accuracy"], args.to_accuracy)
     return measured
 
 

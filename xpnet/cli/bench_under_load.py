@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-from tqdm.auto import tqdm
 
 from xpnet.bench.machine import machine
-from xpnet.cli.output import write_json
+from xpnet.cli.output import status_line, write_json
 
 
 def check_under_load(args: argparse.Namespace) -> None:
@@ -30,8 +27,7 @@ def run_under_load_command(args: argparse.Namespace, show: bool) -> int:
     from xpnet.data.mnist import load_mnist
 
     load_mnist(args.data_dir, progress=show, verbose=True)  # fetch once here, not in every job
-    with tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}",
-              file=sys.stderr) as bar:
+    with status_line(show) as bar:
         rounds = args.repeats if args.repeats is not None else (1 if args.quick else 3)
         result = run_under_load(epochs=1 if args.quick else 2, rounds=rounds, load=args.under_load,
                                 data_dir=args.data_dir, progress=bar.set_postfix_str)

@@ -29,6 +29,14 @@ def show_progress(no_progress: bool, stream: Any = None) -> bool:
     return not no_progress and callable(isatty) and bool(isatty())
 
 
+def status_line(show: bool) -> Any:
+    """`xpnet bench`'s one progress line on stderr: the time elapsed and what runs now (set_postfix_str);
+    drawn only if `show` (see show_progress), closed when its `with` block ends."""
+    from tqdm.auto import tqdm
+
+    return tqdm(desc="xpnet bench", disable=not show, bar_format="{desc}: {elapsed} {postfix}", file=sys.stderr)
+
+
 def interrupt_message(exc: BaseException, resuming: bool) -> str:
     """The command line's words for a run stopped by Ctrl-C or SIGTERM: where it stopped (the head of the
     exception's message) and how to go on, in terms of the command line rather than the Python API."""

@@ -64,16 +64,23 @@ def check_matrix_input(owner: Any, x: Any, width: int, dtype: Any) -> None:
                          f"(flatten images first, e.g. reshape to (batch, {width}))")
     if shape[1] != width:
         raise ShapeError(f"{layer} expects input width {width}, got {shape[1]} (input shape {tuple(shape)})")
-    if x.dtype != dtype:
-        xp = namespace(x)
-        got, want = dtype_name(xp, x.dtype), dtype_name(xp, dtype)
-        if got == want or want not in FLOAT_NAMES:  # the same name from two libraries: not a dtype problem
-            raise DTypeError(library_mismatch(layer, x, dtype))
-        if not xp.isdtype(x.dtype, "real floating"):
-            raise DTypeError(f"{layer} expects floating-point input ({want}), got {got}; "
-                             f"convert it, e.g. xp.astype(x, xp.{want}) / 255 for pixels")
-        raise DTypeError(f"{layer} has {want} weights but got {got} input; convert the input to {want} "
-                         f"or move the model with model.to(backend, dtype='{got}')")
+    check_input_dtype(layer, x, dtype)
+
+
+def check_input_dtype(layer: str, x: Any, dtype: Any) -> None:
+    """Raise a DTypeError naming `layer` unless x has the layer's weight dtype: integer input, a float of
+    another width, or (the same name from two libraries) input of another array library than the weights."""
+    if x.dtype == dtype:
+        return
+    xp = namespace(x)
+    got, want = dtype_name(xp, x.dtype), dtype_name(xp, dtype)
+    if got == want or want not in FLOAT_NAMES:  # the same name from two libraries: not a dtype problem
+        raise DTypeError(library_mismatch(layer, x, dtype))
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise DTypeError(f"{layer} expects floating-point input ({want}), got {got}; "
+                         f"convert it, e.g. xp.astype(x, xp.{want}) / 255 for pixels")
+    raise DTypeError(f"{layer} has {want} weights but got {got} input; convert the input to {want} "
+                     f"or move the model with model.to(backend, dtype='{got}')")
 
 
 def library_mismatch(layer: str, x: Any, weight_dtype: Any) -> str:

@@ -16,9 +16,9 @@ def check_max_norm(max_norm: float) -> float:
 
 
 def clip_grad_norm(params: Sequence[Parameter], max_norm: float) -> Any:
-    """Scale the gradients in place of their Parameters so that their global L2 norm is at most max_norm;
-    returns the norm before clipping as a 0-d array. Device work only (no host read), so it runs inside a
-    captured step; parameters without a gradient are left out."""
+    """Replace each Parameter's gradient by a scaled one so that their global L2 norm is at most max_norm;
+    returns the norm before clipping as a 0-d array, None when no parameter has a gradient. Device work only
+    (no host read), so it runs inside a captured step; parameters without a gradient are left out."""
     grads = [p for p in params if p.grad is not None]
     if not grads:
         return None

@@ -54,7 +54,10 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int)
     if hint is float:
-        return isinstance(value, (int, float)) and math.isfinite(value)
+        try:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:  # an integer beyond every float (JSON allows any number of digits)
+            return False
     if hint is str:
         return isinstance(value, str)
     if origin in _SEQUENCES and isinstance(value, list):

@@ -15,8 +15,7 @@ from typing import Any
 
 from xpnet.backends.host import host_namespace
 from xpnet.backends.ops import COL2IM, IM2COL, lookup, out_size
-from xpnet.core.arrays import (FLOAT_NAMES, check_float_dtype, dtype_name, is_writeable, library_mismatch, matmul,
-                               namespace)
+from xpnet.core.arrays import check_float_dtype, check_input_dtype, is_writeable, matmul, namespace
 from xpnet.core.init import initial_weight, zeros
 from xpnet.core.module import Module, Parameter
 from xpnet.errors import DTypeError, ShapeError
@@ -131,12 +130,8 @@ def check_images(owner: Any, x: Any, k: int, padding: int = 0, channels: int | N
     if min(shape[2], shape[3]) + 2 * padding < k:
         raise ShapeError(f"{owner!r} needs images of at least {k - 2 * padding}x{k - 2 * padding}, "
                          f"got {shape[2]}x{shape[3]} (input shape {tuple(shape)})")
-    if dtype is not None and x.dtype != dtype:
-        xp = namespace(x)
-        if dtype_name(xp, x.dtype) == dtype_name(xp, dtype) or dtype_name(xp, dtype) not in FLOAT_NAMES:
-            raise DTypeError(library_mismatch(repr(owner), x, dtype))
-        raise DTypeError(f"{owner!r} has {dtype_name(xp, dtype)} weights but got {dtype_name(xp, x.dtype)} input; "
-                         f"convert the input or move the model with model.to(backend, dtype=...)")
+    if dtype is not None:
+        check_input_dtype(repr(owner), x, dtype)
 
 
 def check_sizes(layer: str, **values: int) -> None:

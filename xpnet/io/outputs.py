@@ -41,7 +41,7 @@ def check_output_path(path: str | os.PathLike, what: str) -> Path:
     if mode is not None and not stat.S_ISREG(mode):
         raise OutputPathError(f"{what} {target}: is {file_kind(mode)}, not a regular file; xpnet replaces only "
                               f"regular files")
-    _check_directory(target.parent if str(target.parent) else Path("."), what, target)
+    _check_directory(target.parent, what, target)  # a bare name's parent is "."
     return target
 
 

@@ -34,6 +34,7 @@ _MAX_NDIM = 32
 _DTYPES = {"F16": ("float16", "<f2"), "F32": ("float32", "<f4"), "F64": ("float64", "<f8"), "I8": ("int8", "i1"),
            "I16": ("int16", "<i2"), "I32": ("int32", "<i4"), "I64": ("int64", "<i8"), "U8": ("uint8", "u1"),
            "U16": ("uint16", "<u2"), "U32": ("uint32", "<u4"), "U64": ("uint64", "<u8"), "BOOL": ("bool", "?")}
+_NUMPY_DTYPES = dict(_DTYPES.values())  # xpnet's dtype name -> the little-endian numpy dtype it is read as
 CHECKSUM_KEY = "sha256"
 
 
@@ -142,8 +143,7 @@ class SafetensorsFile:
             if actual != self._checksum:
                 raise CorruptFileError(f"{self.path}: checksum mismatch - the file is corrupt or was cut short "
                                       f"(expected sha256 {self._checksum[:16]}..., got {actual[:16]}...)")
-        dtypes = {name: np_dtype for name, np_dtype in _DTYPES.values()}
-        return {name: np.frombuffer(data, dtypes[t.dtype], math.prod(t.shape), t.begin).reshape(t.shape)
+        return {name: np.frombuffer(data, _NUMPY_DTYPES[t.dtype], math.prod(t.shape), t.begin).reshape(t.shape)
                 for name, t in self.tensors.items()}
 
 

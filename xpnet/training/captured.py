@@ -29,8 +29,8 @@ from xpnet.training.step import Step
 
 @dataclass
 class _Graph:
-    rows: int  # of the global batch; this process trains on `part` of them (None: all)
-    part: Part | None = None
+    rows: int  # of the global batch; this process trains on `part` of them
+    part: Part
     uses: int = 0
     replay: Callable[[], None] | None = None
     arange: Any = None  # the offsets of this process's rows within the batch
@@ -90,13 +90,15 @@ class GraphRunner:
         for start in range(first_batch * size, n, size):
             rows = min(size, n - start)
             self.step.begin()
-            part = part_of(rows, self.rank, self.size) if self.step.reducer is not None else None
-            self._run(buf.graphs.setdefault(rows, _Graph(rows, part)))
+            graph = buf.graphs.get(rows)
+            if graph is None:
+                graph = buf.graphs[rows] = _Graph(rows, part_of(rows, self.rank, self.size))
+            self._run(graph)
             yield rows
 
     def _run(self, graph: _Graph) -> None:
         if graph.arange is None:
-            xp, part = self.backend.xp, graph.part or Part(0, graph.rows, graph.rows, 1.0)
+            xp, part = self.backend.xp, graph.part
             graph.arange = xp.arange(part.start, part.stop, dtype=default_int(xp, self.backend.device),
                                      device=self.backend.device)
         if graph.replay is not None and not _same(graph.bound, self._bound()):

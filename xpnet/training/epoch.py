@@ -38,15 +38,18 @@ def run_epoch(runner: Any, backend: Backend, start: Position, order: Any, batch_
         batch += 1
         if progress:
             bar.update(rows)
+        reading = None
         # The one read-back per window; after the first step also on a GPU, as the watch's baseline.
         if step == 0 or (step % PROGRESS_EVERY == 0 and every_window):
-            total, seen = watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")
+            reading = total, seen = watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")
             if progress and seen:
                 bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-        if interrupted() or (every and batch % every == 0):
-            total, seen = watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")  # before a checkpoint
+        stop = interrupted()
+        if stop or (every and batch % every == 0):
+            # before a checkpoint (once per step: each read waits for the device)
+            total, seen = reading or watch.read(state, epoch, start.batch, f"{desc}, batch {batch}")
             now = Position(epoch, batch, total, seen, start.seconds + time.perf_counter() - clock)
-            if interrupted():
+            if stop:
                 bar.close()
                 return now
             if batch < last and checkpoint is not None:  # the epoch-end checkpoint covers the last

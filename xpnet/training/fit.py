@@ -147,7 +147,7 @@ class _Fit:
         with _labels_checked(self.loss), interrupt_requests() as asked, _released(runner):
             reducer = runner.step.reducer
             if reducer is not None:  # every process stops after the same step, whenever its signal came
-                reducer.requested = asked
+                reducer.listen(asked)
             stop = asked if reducer is None else reducer.stop_agreed
             interrupted = asked if self.comm is None else (lambda: self.comm.any(asked()))
             for epoch in range(self.start.epoch, o.epochs + 1):

@@ -18,7 +18,6 @@ import numpy as np
 
 from xpnet.backends import Backend
 from xpnet.backends import ops
-from xpnet.backends.ops import lookup
 from xpnet.core.arrays import namespace
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
@@ -99,7 +98,7 @@ class DeviceState:
         self.count = xp.zeros((), dtype=dtype, device=dev)
         self._zero = xp.zeros((), dtype=xp.float64, device=dev)
         self._one = xp.ones((), dtype=xp.float64, device=dev)
-        self._kernel = lookup(xp, ops.GUARD_WATCH)
+        self._kernel = ops.lookup(xp, ops.GUARD_WATCH)
         self.reset()
 
     def reset(self, loss_sum: float = 0.0, seen: int = 0) -> None:

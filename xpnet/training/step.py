@@ -15,7 +15,6 @@ from xpnet.core.clip import clip_grad_norm
 from xpnet.core.losses import Loss
 from xpnet.core.module import Module
 from xpnet.core.optim import Optimizer
-from xpnet.data.batches import iterate_batches
 from xpnet.distributed.reducer import GradientReducer
 from xpnet.distributed.shard import Part, local_batches
 from xpnet.training.diagnose import NonFiniteLoss
@@ -90,12 +89,9 @@ class EagerRunner:
 
     def steps(self, epoch: int, order: Any, first_batch: int) -> Iterator[int]:
         """Train on every batch from `first_batch` on; yields each step's (global) row count once it is done."""
-        if self.step.reducer is None:
-            whole = iterate_batches(self.backend, self.x, self.y, self.batch_size, order, first_batch)
-            batches: Iterator[tuple[Any, Any, Part | None]] = ((xb, yb, None) for xb, yb in whole)
-        else:
-            batches = local_batches(self.backend, self.x, self.y, self.batch_size, order, first_batch, self.rank,
-                                    self.size)
+        # One process alone is rank 0 of 1: its part of each batch is the whole batch, at weight 1.
+        batches = local_batches(self.backend, self.x, self.y, self.batch_size, order, first_batch, self.rank,
+                                self.size)
         tuner = self.tuner
         if tuner is not None:
             tuner.begin()
@@ -106,9 +102,8 @@ class EagerRunner:
             except NonFiniteLoss as exc:  # only a HostState raises it
                 where = f"epoch {epoch}, batch {batch} (optimizer step {self.step.optimizer.steps + 1})"
                 self.state.non_finite(exc.value, where, self.step.model, xb, self.step.reducer)
-            rows = xb.shape[0] if part is None else part.rows
             if tuner is not None:
-                tuner.end(rows)
-            yield rows
+                tuner.end(part.rows)
+            yield part.rows
             if tuner is not None:  # the time the caller spent (progress, checkpoints) is not the step's
                 tuner.begin()

@@ -2,9 +2,10 @@
 
 Why measure instead of taking one thread per core: a BLAS that splits every product over all cores waits, at
 each product, for the slowest of its threads. On an idle machine that costs little; with one other busy
-process on a 2-core laptop, one of the two threads is parked by the scheduler for a time slice at a time and
-the step runs 3-4x slower than on one thread (measured for the MNIST MLP). Which count wins depends on the
-model, the batch and whatever else the machine is doing, so the step itself is the benchmark:
+process on a 2-core machine, one of the two threads is parked by the scheduler for a time slice at a time,
+and the MNIST MLP's step took 1.7-3.3x as long as on one thread in this module's own trials. Which count
+wins depends on the model, the batch and whatever else the machine is doing, so the step itself is the
+benchmark:
 
 - trial: every candidate count (1, 2, 4, ... up to the cores) trains for a few tens of milliseconds,
   interleaved over two rounds; the first step after a switch is not timed (pools wake up, caches refill),

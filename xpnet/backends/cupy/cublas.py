@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from xpnet.backends.cupy.gemm_plan import _operand, gemm_plan
+from xpnet.backends.cupy.gemm_plan import GemmPlan, _operand, gemm_plan
 from xpnet.backends.cupy.launch import NAMESPACE
 from xpnet.backends.ops import MATMUL, register
 
@@ -245,13 +245,16 @@ def gemm(a: Any, b: Any, out: Any | None = None) -> Any:
         if k == 0:  # an empty sum; cuBLAS would be handed zero-size operands, so fill directly
             out.fill(0)
             return out
-        # An operand cuBLAS cannot read as it is (no unit stride, negative or broadcast strides) is copied
-        # C-contiguous first: CuPy's copy is an ordinary kernel, capturable.
-        if _operand(m, k, a.strides[0], a.strides[1], a.itemsize) is None:
-            a = cupy.ascontiguousarray(a)
-        if _operand(k, n, b.strides[0], b.strides[1], b.itemsize) is None:
-            b = cupy.ascontiguousarray(b)
-        _call(_contexts[key], a, b, out, cupy.cuda.get_current_stream().ptr)
+        plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
+        if plan is None:
+            # An operand cuBLAS cannot read as it is (no unit stride, negative or broadcast strides) is copied
+            # C-contiguous first: CuPy's copy is an ordinary kernel, capturable.
+            if _operand(m, k, a.strides[0], a.strides[1], a.itemsize) is None:
+                a = cupy.ascontiguousarray(a)
+            if _operand(k, n, b.strides[0], b.strides[1], b.itemsize) is None:
+                b = cupy.ascontiguousarray(b)
+            plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
+        _call(_contexts[key], plan, a, b, out, cupy.cuda.get_current_stream().ptr)
     return out
 
 
@@ -276,10 +279,8 @@ def _checked_out(out: Any, a: Any, b: Any, shape: tuple[int, int]) -> Any:
     return out
 
 
-def _call(ctx: _Context, a: Any, b: Any, out: Any, stream: int) -> None:
-    """The cuBLAS GEMM itself, on `stream`, with this module's workspace."""
-    plan = gemm_plan(a.shape, a.strides, b.shape, b.strides, a.itemsize)
-    assert plan is not None, (a.strides, b.strides)
+def _call(ctx: _Context, plan: GemmPlan, a: Any, b: Any, out: Any, stream: int) -> None:
+    """The cuBLAS GEMM of `plan` (a's and b's layout) itself, on `stream`, with this module's workspace."""
     lib = library()
     call = lib.cublasSgemm_v2 if a.itemsize == 4 else lib.cublasDgemm_v2
     one, zero = ctypes.byref(_ONE[a.itemsize]), ctypes.byref(_ZERO[a.itemsize])

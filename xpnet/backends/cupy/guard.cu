@@ -1,5 +1,5 @@
 // The device guard's per-step bookkeeping for xpnet/backends/cupy/guard.py, in one CUDA thread, with
-// DeviceGuard.watch's contract: sums = [loss_sum, seen, skipped, died_at, steps]; alive, gate 0-d bools.
+// DeviceState.watch's contract: sums = [loss_sum, seen, skipped, died_at, steps]; alive, gate 0-d bools.
 template <typename T>
 __device__ void watch(const T* value, double* sums, bool* alive, bool* gate, double rows, int stop) {
     double v = (double)value[0];

@@ -1,8 +1,8 @@
-"""The device guard's per-step bookkeeping (DeviceGuard.watch, xpnet/training/state.py) as one CUDA thread
+"""The device guard's per-step bookkeeping (DeviceState.watch, xpnet/training/state.py) as one CUDA thread
 (guard.cu) instead of the reference path's 17 tiny array operations (counted on tests/fake_cupy): in eager
 GPU training each of those is a launch paid from Python.
 
-Same contract as DeviceGuard.watch's Array API path: sums = [loss_sum, seen, skipped, died_at, steps]
+Same contract as DeviceState.watch's Array API path: sums = [loss_sum, seen, skipped, died_at, steps]
 (float64), alive a 0-d bool; returns the step's 0-d bool gate. Importable without CuPy.
 """
 from __future__ import annotations

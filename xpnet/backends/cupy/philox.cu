@@ -11,26 +11,34 @@ __device__ __forceinline__ void philox4x32_10(unsigned int c[4], unsigned int k0
     }
 }
 
+// The 4 words of block j: counter (j_lo, j_hi, ctr_lo, ctr_hi) under key (k0, k1).
+__device__ __forceinline__ void philox_block(unsigned int w[4], long long j, const unsigned int* ctr,
+                                             const unsigned int* key) {
+    w[0] = (unsigned int)j;
+    w[1] = (unsigned int)((unsigned long long)j >> 32);
+    w[2] = ctr[0];
+    w[3] = ctr[1];
+    philox4x32_10(w, key[0], key[1]);
+}
+
 // Block j = counter words (j_lo, j_hi, ctr_lo, ctr_hi) under key (k0, k1) gives 4 words: float32 element
 // 4j+t is word t; float64 element 2j+t is the 64-bit (word 2t+1 << 32 | word 2t). The call counter is read
 // from the device (ctr[0] low word, ctr[1] high: a 0-d uint64 or a 2-element uint32 array alike), and so
 // is the key: a captured graph then follows a reseeding between replays instead of keeping the old seed.
 extern "C" __global__ void xpnet_philox_uniform_f32(float* out, long long size, const unsigned int* ctr,
                                                     const unsigned int* key) {
-    const unsigned int c_lo = ctr[0], c_hi = ctr[1], k0 = key[0], k1 = key[1];
     XP_FOR(j, (size + 3) / 4) {
-        unsigned int w[4] = {(unsigned int)j, (unsigned int)((unsigned long long)j >> 32), c_lo, c_hi};
-        philox4x32_10(w, k0, k1);
+        unsigned int w[4];
+        philox_block(w, j, ctr, key);
         for (int t = 0; t < 4; ++t)
             if (4 * j + t < size) out[4 * j + t] = (float)(w[t] >> 8) * 0x1p-24f;  // 24 bits: exact, < 1
     }
 }
 extern "C" __global__ void xpnet_philox_uniform_f64(double* out, long long size, const unsigned int* ctr,
                                                     const unsigned int* key) {
-    const unsigned int c_lo = ctr[0], c_hi = ctr[1], k0 = key[0], k1 = key[1];
     XP_FOR(j, (size + 1) / 2) {
-        unsigned int w[4] = {(unsigned int)j, (unsigned int)((unsigned long long)j >> 32), c_lo, c_hi};
-        philox4x32_10(w, k0, k1);
+        unsigned int w[4];
+        philox_block(w, j, ctr, key);
         for (int t = 0; t < 2; ++t) {
             const unsigned long long bits = ((unsigned long long)w[2 * t + 1] << 32) | w[2 * t];
             if (2 * j + t < size) out[2 * j + t] = (double)(bits >> 11) * 0x1p-53;  // 53 bits: exact, < 1
